@@ -1,0 +1,16 @@
+"""Composable blocks: context modules (B x C_in x h x w -> B x 256 x h x w) and decoders."""
+from .aspp import ASPP, atrous_rates_for
+from .decoder import ClassifierDecoder, DeepLabV3PlusDecoder
+from .ema import EMAContext, EMAUnit
+from .factorization import FactorizationContext, Reconstruction
+
+__all__ = [
+    "ASPP",
+    "ClassifierDecoder",
+    "DeepLabV3PlusDecoder",
+    "EMAContext",
+    "EMAUnit",
+    "FactorizationContext",
+    "Reconstruction",
+    "atrous_rates_for",
+]

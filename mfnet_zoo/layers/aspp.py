@@ -1,0 +1,49 @@
+"""Atrous spatial pyramid pooling (DeepLabV3 / V3+)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import Conv2dNormActivation
+
+__all__ = ["ASPP", "atrous_rates_for"]
+
+
+def atrous_rates_for(output_stride: int, base_rates: Sequence[int] = (6, 12, 18)) -> tuple[int, ...]:
+    """ASPP rates for an encoder output stride: (6, 12, 18) at 16, doubled at 8, halved at 32."""
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
+    return tuple(max(1, r * 16 // output_stride) for r in base_rates)
+
+
+class ASPP(nn.Module):
+    """ASPP: B x in_channels x h x w -> B x out_channels x h x w.
+
+    A 1x1 branch, one dilated 3x3 branch per rate, and image pooling (global average,
+    1x1 conv, BN, ReLU, broadcast back), concatenated and projected by 1x1 conv + BN + ReLU
+    and dropout. As the paper's code (and torchvision), the pooling branch has a BatchNorm
+    over a 1 x 1 map, so training needs a batch of at least 2.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int = 256,
+                 atrous_rates: Sequence[int] = (6, 12, 18), dropout: float = 0.5) -> None:
+        super().__init__()
+        if not atrous_rates or any(isinstance(r, bool) or not isinstance(r, int) or r <= 0 for r in atrous_rates):
+            raise ValueError(f"atrous_rates must be positive ints, got {atrous_rates!r}")
+        self.atrous_rates = tuple(atrous_rates)
+        self.branches = nn.ModuleList(
+            [Conv2dNormActivation(in_channels, out_channels, kernel_size=1)]
+            + [Conv2dNormActivation(in_channels, out_channels, kernel_size=3, dilation=r) for r in atrous_rates]
+        )
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), Conv2dNormActivation(in_channels, out_channels, kernel_size=1))
+        self.project = nn.Sequential(
+            Conv2dNormActivation(out_channels * (len(atrous_rates) + 2), out_channels, kernel_size=1),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: B x in_channels x h x w -> B x out_channels x h x w."""
+        pooled = self.pool(x).expand(-1, -1, x.shape[-2], x.shape[-1])
+        return self.project(torch.cat([branch(x) for branch in self.branches] + [pooled], dim=1))

@@ -1,0 +1,80 @@
+"""Decoders: context features (+ low-level features) -> class logits at their own stride.
+
+Every decoder takes ``(low_level, context)`` and owns the classifier, so a model can swap
+decoders without knowing which one it has; ``reset_classifier`` re-heads it for a new task.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import Conv2dNormActivation
+
+__all__ = ["DeepLabV3PlusDecoder", "ClassifierDecoder"]
+
+
+def _check_num_classes(num_classes: int) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+
+
+class _ClassifierMixin:
+    classifier: nn.Conv2d
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_channels
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the 1x1 classifier by a newly initialised one with ``num_classes`` outputs."""
+        _check_num_classes(num_classes)
+        old = self.classifier
+        self.classifier = nn.Conv2d(old.in_channels, num_classes, 1).to(old.weight.device, old.weight.dtype)
+
+
+class DeepLabV3PlusDecoder(_ClassifierMixin, nn.Module):
+    """DeepLabV3+ decoder: fuse the upsampled context with stride-4 features, then classify.
+
+    Args:
+        low_level_channels: channels of the stride-4 encoder features.
+        num_classes: classifier outputs.
+        in_channels: channels of the context features (256).
+        low_level_projection: channels the low-level features are squeezed to (48).
+        channels: width of the two 3x3 convs (256).
+
+    forward(low_level: B x low_level_channels x H/4 x W/4, context: B x in_channels x h x w)
+    -> B x num_classes x H/4 x W/4.
+    """
+
+    def __init__(self, low_level_channels: int, num_classes: int, in_channels: int = 256,
+                 low_level_projection: int = 48, channels: int = 256) -> None:
+        super().__init__()
+        _check_num_classes(num_classes)
+        self.low_level_proj = Conv2dNormActivation(low_level_channels, low_level_projection, kernel_size=1)
+        self.fuse = nn.Sequential(
+            Conv2dNormActivation(in_channels + low_level_projection, channels, kernel_size=3),
+            nn.Dropout(0.5),
+            Conv2dNormActivation(channels, channels, kernel_size=3),
+            nn.Dropout(0.1),
+        )
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, low_level: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        # align_corners=True as the paper's (and DeepLab's) code, for weight compatibility
+        context = F.interpolate(context, size=low_level.shape[-2:], mode="bilinear", align_corners=True)
+        return self.classifier(self.fuse(torch.cat([context, self.low_level_proj(low_level)], dim=1)))
+
+
+class ClassifierDecoder(_ClassifierMixin, nn.Module):
+    """A 1x1 classifier on the context features; the low-level features are ignored (EMANet).
+
+    forward(low_level, context: B x in_channels x h x w) -> B x num_classes x h x w.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 256) -> None:
+        super().__init__()
+        _check_num_classes(num_classes)
+        self.classifier = nn.Conv2d(in_channels, num_classes, 1)
+
+    def forward(self, low_level: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.classifier(context)

@@ -1,0 +1,155 @@
+"""Global context by low-rank matrix factorization (MFNet).
+
+The deepest feature map X (C x N, N = h * w) is approximated by a rank-K product
+X' = Y Z and the context output is ``proj(relu(X') + embed(X))``. Two ways to get
+Y and Z:
+
+* ``mode="static"`` (the paper): Y (C x K) and Z (K x h0 * w0) are parameters learned
+  over the whole dataset, on a fixed base grid (33 x 33 = a 513 input at stride 16).
+  relu(Y Z) is resized to the feature size *after* the relu, so at the base grid the
+  paper's code is matched exactly and at inference the whole branch is a constant map.
+* ``mode="nmf"`` (input-adaptive, after Hamburger, Geng et al. ICLR 2021): Y and Z are
+  found per image by multiplicative-update NMF of the non-negative embedding, starting
+  from fixed bases; only the last update carries gradient (one-step gradient).
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import Conv2dNormActivation
+
+__all__ = ["FactorizationContext", "Reconstruction"]
+
+_MODES = ("static", "nmf")
+
+
+class Reconstruction(NamedTuple):
+    """Auxiliary reconstruction pair; the loss adds ``lambda * MSE(estimate, target)``.
+
+    target: B x C x h x w, the embedded features the factorization approximates.
+    estimate: B x C x h x w (or 1 x C x h x w, broadcast over the batch), the low-rank X'.
+    """
+
+    target: torch.Tensor
+    estimate: torch.Tensor
+
+
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+class FactorizationContext(nn.Module):
+    """Low-rank factorization context block: B x in_channels x h x w -> B x out_channels x h x w.
+
+    Args:
+        in_channels: channels C of the encoder feature map.
+        out_channels: channels after the 1x1 conv + BN + ReLU projection (256 in the paper).
+        rank: K, the rank of the factorization (64 in the paper).
+        mode: ``"static"`` (learned Y, Z; the paper) or ``"nmf"`` (per-image NMF).
+        width: channels the factorization works at, after the 1x1 embedding conv. Default:
+            ``in_channels`` for static (the paper), 512 for nmf (as Hamburger).
+        base_size: (h0, w0) grid of the static Z; the paper's 33 x 33.
+        train_steps / eval_steps: NMF iterations without gradient (Hamburger: 6 / 7).
+        seed: seed of the NMF initial bases (a buffer, so eval and export are deterministic).
+        enabled: ``False`` skips the factorization (the paper's warm-up epochs); the owner of
+            the training schedule flips it, the block has no epoch logic.
+
+    ``forward(x)`` returns the B x out_channels x h x w context; with
+    ``return_reconstruction=True`` it returns ``(context, Reconstruction | None)``.
+    """
+
+    provides_reconstruction = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int = 256,
+        rank: int = 64,
+        mode: Literal["static", "nmf"] = "static",
+        width: int | None = None,
+        base_size: tuple[int, int] = (33, 33),
+        train_steps: int = 6,
+        eval_steps: int = 7,
+        seed: int = 0,
+        enabled: bool = True,
+    ) -> None:
+        super().__init__()
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        width = (in_channels if mode == "static" else 512) if width is None else width
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                            ("rank", rank), ("width", width), ("train_steps", train_steps),
+                            ("eval_steps", eval_steps)):
+            _check_positive(name, value)
+        if len(base_size) != 2 or any(not isinstance(s, int) or s <= 0 for s in base_size):
+            raise ValueError(f"base_size must be two positive ints (h0, w0), got {base_size!r}")
+        self.in_channels, self.out_channels, self.rank, self.width = in_channels, out_channels, rank, width
+        self.mode = mode
+        self.base_size = tuple(base_size)
+        self.train_steps, self.eval_steps = train_steps, eval_steps
+        self.enabled = enabled
+
+        # the paper's `conv1`: 1x1 with bias, the target of the reconstruction loss
+        self.embed = nn.Conv2d(in_channels, width, 1, bias=True)
+        if mode == "static":
+            n = self.base_size[0] * self.base_size[1]
+            # as the paper's code (its text says standard normal): uniform +- 1/sqrt(numel)
+            self.Y = nn.Parameter(torch.empty(width, rank).uniform_(-1, 1) / math.sqrt(width * rank))
+            self.Z = nn.Parameter(torch.empty(rank, n).uniform_(-1, 1) / math.sqrt(rank * n))
+        else:
+            generator = torch.Generator().manual_seed(seed)
+            self.register_buffer("bases", F.normalize(torch.rand(width, rank, generator=generator), dim=0))
+        # the paper's `conv2` + ReLU
+        self.proj = Conv2dNormActivation(width, out_channels, kernel_size=1)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, rank={self.rank}, width={self.width}, enabled={self.enabled}"
+
+    def low_rank(self) -> torch.Tensor:
+        """Static mode: Y Z on the base grid, 1 x width x h0 x w0."""
+        return (self.Y @ self.Z).view(1, self.width, *self.base_size)
+
+    def _nmf(self, v: torch.Tensor) -> torch.Tensor:
+        """NMF of v (B x D x N, non-negative) with rank-K bases; returns bases @ coef^T, B x D x N."""
+        # float32 throughout: the multiplicative updates divide by small numbers, and fp16
+        # products overflow at 2048 channels
+        with torch.autocast(device_type=v.device.type, enabled=False):
+            v = v.float()
+            bases = self.bases.float().unsqueeze(0).expand(v.shape[0], -1, -1)
+            eps = 1e-6
+            with torch.no_grad():
+                coef = torch.softmax(v.transpose(1, 2) @ bases, dim=-1)  # B x N x K
+                steps = self.train_steps if self.training else self.eval_steps
+                for _ in range(steps):
+                    coef = coef * (v.transpose(1, 2) @ bases) / (coef @ (bases.transpose(1, 2) @ bases) + eps)
+                    bases = bases * (v @ coef) / (bases @ (coef.transpose(1, 2) @ coef) + eps)
+            # one-step gradient: the last coefficient update is differentiable in v
+            coef = coef * (v.transpose(1, 2) @ bases) / (coef @ (bases.transpose(1, 2) @ bases) + eps)
+            return bases @ coef.transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, return_reconstruction: bool = False):
+        """x: B x in_channels x h x w -> B x out_channels x h x w (see class docstring)."""
+        if not self.enabled:
+            out = self.proj(x if self.width == self.in_channels else self.embed(x))
+            return (out, None) if return_reconstruction else out
+        b, _, h, w = x.shape
+        target = self.embed(x)
+        if self.mode == "static":
+            low_rank = self.low_rank()
+            # relu first, then resize: a no-op at the base grid, and the branch stays a
+            # constant map that inference can fold through the projection
+            context = F.interpolate(F.relu(low_rank), size=(h, w), mode="bilinear", align_corners=False)
+            out = self.proj(context + target)
+            if not return_reconstruction:
+                return out
+            estimate = F.interpolate(low_rank, size=(h, w), mode="bilinear", align_corners=False)
+            return out, Reconstruction(target, estimate.expand(b, -1, -1, -1))
+        target = F.relu(target)
+        estimate = self._nmf(target.flatten(2)).view(b, self.width, h, w).to(target.dtype)
+        out = self.proj(estimate + target)
+        return (out, Reconstruction(target, estimate)) if return_reconstruction else out
