@@ -1,0 +1,6 @@
+"""SegmentationModel, the timm encoder wrapper, and the registered families."""
+from . import deeplabv3plus, emanet, mfnet  # noqa: F401  (registers the models)
+from .encoder import TimmEncoder
+from .segmentation import SegmentationModel, SegmentationOutput
+
+__all__ = ["SegmentationModel", "SegmentationOutput", "TimmEncoder"]

@@ -1,0 +1,38 @@
+"""DeepLabV3+ (Chen et al. 2018): ASPP + DeepLabV3+ decoder, the paper's first baseline."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .._registry import register_model
+from ..layers import ASPP, DeepLabV3PlusDecoder, atrous_rates_for
+from ._builder import build_segmentation_model, build_variant, require_low_level
+from .encoder import TimmEncoder
+
+__all__: list[str] = []
+
+
+def _deeplabv3plus_head(encoder: TimmEncoder, num_classes: int, *, atrous_rates: Sequence[int] | None = None,
+                        aspp_dropout: float = 0.5):
+    rates = atrous_rates_for(encoder.output_stride) if atrous_rates is None else tuple(atrous_rates)
+    context = ASPP(encoder.out_channels, 256, atrous_rates=rates, dropout=aspp_dropout)
+    return context, DeepLabV3PlusDecoder(require_low_level(encoder, "DeepLabV3+"), num_classes)
+
+
+@register_model
+def deeplabv3plus(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
+    """DeepLabV3+ on any timm encoder with stride-4 features."""
+    return build_segmentation_model(_deeplabv3plus_head, "deeplabv3plus", pretrained, encoder=encoder, **kwargs)
+
+
+@register_model
+def deeplabv3plus_r50(pretrained: bool = False, **kwargs):
+    """DeepLabV3+-R50 as the paper's code: multi-grid (1, 2, 4), stride 16; 40,352,181 params."""
+    return build_variant(_deeplabv3plus_head, "deeplabv3plus_r50", pretrained, kwargs, encoder="resnet50",
+                         multi_grid=(1, 2, 4))
+
+
+@register_model
+def deeplabv3plus_r101(pretrained: bool = False, **kwargs):
+    """DeepLabV3+ with ResNet-101, multi-grid (1, 2, 4), output stride 16."""
+    return build_variant(_deeplabv3plus_head, "deeplabv3plus_r101", pretrained, kwargs, encoder="resnet101",
+                         multi_grid=(1, 2, 4))

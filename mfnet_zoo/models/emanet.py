@@ -1,0 +1,33 @@
+"""EMANet (Li et al. ICCV 2019): EM attention context + a 1x1 classifier at stride 16."""
+from __future__ import annotations
+
+from .._registry import register_model
+from ..layers import ClassifierDecoder, EMAContext
+from ._builder import build_segmentation_model, build_variant
+from .encoder import TimmEncoder
+
+__all__: list[str] = []
+
+
+def _emanet_head(encoder: TimmEncoder, num_classes: int, *, k: int = 64, stages: int = 3,
+                 momentum: float = 0.9, width: int = 512):
+    context = EMAContext(encoder.out_channels, 256, width=width, k=k, stages=stages, momentum=momentum)
+    return context, ClassifierDecoder(num_classes, 256)
+
+
+@register_model
+def emanet(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
+    """EMANet on any timm encoder."""
+    return build_segmentation_model(_emanet_head, "emanet", pretrained, encoder=encoder, **kwargs)
+
+
+@register_model
+def emanet_r50(pretrained: bool = False, **kwargs):
+    """EMANet-R50 as the paper's code: multi-grid (1, 2, 4), stride 16; 34,657,621 params."""
+    return build_variant(_emanet_head, "emanet_r50", pretrained, kwargs, encoder="resnet50", multi_grid=(1, 2, 4))
+
+
+@register_model
+def emanet_r101(pretrained: bool = False, **kwargs):
+    """EMANet with ResNet-101, multi-grid (1, 2, 4), output stride 16."""
+    return build_variant(_emanet_head, "emanet_r101", pretrained, kwargs, encoder="resnet101", multi_grid=(1, 2, 4))

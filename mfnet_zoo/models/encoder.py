@@ -1,0 +1,95 @@
+"""Any timm backbone as a segmentation encoder: (stride-4 features, deepest features)."""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+import timm
+from timm.models import split_model_name_tag
+import torch
+from torch import nn
+
+__all__ = ["TimmEncoder"]
+
+OUTPUT_STRIDES = (8, 16, 32)
+
+
+class TimmEncoder(nn.Module):
+    """Wraps ``timm.create_model(name, features_only=True, output_stride=...)``.
+
+    The stride-4 level (DeepLabV3+'s skip) and the deepest level are picked by
+    ``feature_info.reduction()``, not by index: ConvNeXt has no stride-2 level, ResNet has.
+
+    Args:
+        name: a timm model name, optionally with a pretrained tag (``resnet50.tv_in1k``).
+        pretrained: load timm's pretrained weights (timm fetches them from the Hub).
+        output_stride: stride of the deepest features; 8 and 16 dilate the last stages.
+        in_chans: input channels; timm adapts a pretrained stem when != 3.
+        multi_grid: dilation multipliers for the blocks of a ResNet's last stage, e.g.
+            (1, 2, 4) as DeepLabV3 and the paper's code (dilations 2, 4, 8 at stride 16).
+        **timm_kwargs: passed to ``timm.create_model`` (drop_path_rate, ...).
+
+    forward(x: B x in_chans x H x W) -> (B x low_level_channels x H/4 x W/4,
+    B x out_channels x H/os x W/os), sizes rounded up as the encoder's convs do.
+    """
+
+    def __init__(self, name: str, pretrained: bool = False, output_stride: int = 16, in_chans: int = 3,
+                 multi_grid: Sequence[int] | None = None, **timm_kwargs) -> None:
+        super().__init__()
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
+        if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans <= 0:
+            raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+        if not isinstance(name, str) or not timm.is_model(split_model_name_tag(name)[0]):
+            close = difflib.get_close_matches(str(name), timm.list_models(), n=5)
+            raise ValueError(f"unknown timm encoder {name!r}; close timm names: {close}")
+        kwargs = dict(timm_kwargs, pretrained=pretrained, features_only=True, in_chans=in_chans)
+        try:
+            # every timm model has its natural stride; only those that can dilate take output_stride
+            self.model = timm.create_model(name, **kwargs, **({} if output_stride == 32 else
+                                                               {"output_stride": output_stride}))
+        except TypeError as e:
+            if "output_stride" not in str(e):
+                raise
+            self.model = timm.create_model(name, **kwargs)  # e.g. a ViT: stride 16 everywhere
+        except (RuntimeError, AssertionError) as e:
+            raise ValueError(f"timm cannot build {name!r} with features_only=True and "
+                             f"output_stride={output_stride}: {e}") from e
+        self.name = name
+        self.in_chans = in_chans
+        reductions = self.model.feature_info.reduction()
+        channels = self.model.feature_info.channels()
+        if reductions[-1] != output_stride:
+            raise ValueError(f"timm encoder {name!r} gives features at reductions {reductions}, so "
+                             f"output_stride={output_stride} is not available; use output_stride={reductions[-1]}, "
+                             f"or an encoder that can dilate (resnet50, convnext_tiny) for 8 or 16")
+        self.output_stride = output_stride
+        self.out_channels = channels[-1]
+        self.deep_index = len(reductions) - 1
+        # a missing stride-4 level is an error only for decoders that need it: see low_level_channels
+        self.low_level_index = reductions.index(4) if 4 in reductions else None
+        self.low_level_channels = channels[self.low_level_index] if self.low_level_index is not None else None
+        if multi_grid is not None:
+            self._apply_multi_grid(tuple(multi_grid))
+        self.multi_grid = None if multi_grid is None else tuple(multi_grid)
+
+    def _apply_multi_grid(self, grid: tuple[int, ...]) -> None:
+        stage = getattr(self.model, "layer4", None)
+        if stage is None or not all(hasattr(block, "conv2") for block in stage):
+            raise ValueError(f"multi_grid needs a ResNet-style encoder with layer4 bottleneck blocks; "
+                             f"{self.name!r} has none")
+        if len(grid) != len(stage) or any(not isinstance(g, int) or g <= 0 for g in grid):
+            raise ValueError(f"multi_grid must be {len(stage)} positive ints for {self.name!r}, got {grid!r}")
+        base = stage[-1].conv2.dilation[0]  # the stage's dilation (1 at stride 32, 2 at 16, 4 at 8)
+        for block, g in zip(stage, grid):
+            conv = block.conv2
+            conv.dilation = (base * g, base * g)
+            conv.padding = (base * g * (conv.kernel_size[0] // 2),) * 2
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.model.set_grad_checkpointing(enable)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.model(x)
+        low = features[self.low_level_index] if self.low_level_index is not None else None
+        return low, features[self.deep_index]

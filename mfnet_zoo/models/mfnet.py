@@ -1,0 +1,39 @@
+"""MFNet: low-rank factorization context + DeepLabV3+ decoder (Gurram; DESIGN.md)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from .._registry import register_model
+from ..layers import DeepLabV3PlusDecoder, FactorizationContext
+from ._builder import build_segmentation_model, build_variant, require_low_level
+from .encoder import TimmEncoder
+
+__all__: list[str] = []
+
+
+def _mfnet_head(encoder: TimmEncoder, num_classes: int, *, rank: int = 64,
+                mode: Literal["static", "nmf"] = "static", width: int | None = None,
+                base_size: tuple[int, int] = (33, 33), train_steps: int = 6, eval_steps: int = 7,
+                seed: int = 0):
+    context = FactorizationContext(encoder.out_channels, 256, rank=rank, mode=mode, width=width,
+                                   base_size=tuple(base_size), train_steps=train_steps,
+                                   eval_steps=eval_steps, seed=seed)
+    return context, DeepLabV3PlusDecoder(require_low_level(encoder, "MFNet"), num_classes)
+
+
+@register_model
+def mfnet(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
+    """MFNet on any timm encoder with stride-4 features (``encoder="convnext_tiny"``)."""
+    return build_segmentation_model(_mfnet_head, "mfnet", pretrained, encoder=encoder, **kwargs)
+
+
+@register_model
+def mfnet_r50(pretrained: bool = False, **kwargs):
+    """The paper's MFNet: ResNet-50, multi-grid (1, 2, 4), output stride 16; 29,738,997 params."""
+    return build_variant(_mfnet_head, "mfnet_r50", pretrained, kwargs, encoder="resnet50", multi_grid=(1, 2, 4))
+
+
+@register_model
+def mfnet_r101(pretrained: bool = False, **kwargs):
+    """MFNet with ResNet-101, multi-grid (1, 2, 4), output stride 16."""
+    return build_variant(_mfnet_head, "mfnet_r101", pretrained, kwargs, encoder="resnet101", multi_grid=(1, 2, 4))

@@ -1,0 +1,115 @@
+"""One segmentation model for every architecture: encoder -> context -> decoder -> upsample."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..layers.factorization import Reconstruction
+from .encoder import TimmEncoder
+
+__all__ = ["SegmentationModel", "SegmentationOutput"]
+
+
+@dataclass
+class SegmentationOutput:
+    """What a :class:`SegmentationModel` returns.
+
+    logits: B x num_classes x H x W, at the input resolution.
+    features: B x C x h x w, the context block's output at the encoder's output stride.
+    reconstruction: the context's (target, estimate) pair for the reconstruction loss, or
+        None when the context has none (ASPP, EM attention, a disabled factorization).
+    """
+
+    logits: torch.Tensor
+    features: torch.Tensor
+    reconstruction: Reconstruction | None = None
+
+
+torch.export.register_dataclass(SegmentationOutput, serialized_type_name="mfnet_zoo.SegmentationOutput")
+
+
+def _is_tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+
+
+class SegmentationModel(nn.Module):
+    """Encoder -> context -> decoder (with its classifier) -> bilinear upsampling to the input.
+
+    Args:
+        encoder: a :class:`TimmEncoder` (stride-4 features, deepest features).
+        context: any module mapping B x encoder.out_channels x h x w to B x C x h x w. A block
+            with ``provides_reconstruction = True`` is called with ``return_reconstruction=True``
+            and returns ``(features, Reconstruction | None)``.
+        decoder: ``decoder(low_level, features)`` -> B x num_classes x h' x w' logits, with a
+            ``classifier`` attribute (see :mod:`mfnet_zoo.layers.decoder`).
+
+    forward(x: B x in_chans x H x W, float) -> :class:`SegmentationOutput`. Any H, W >= the
+    output stride works, multiples of 32 or not.
+    """
+
+    def __init__(self, encoder: TimmEncoder, context: nn.Module, decoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.context = context
+        self.decoder = decoder
+
+    @property
+    def num_classes(self) -> int:
+        return self.decoder.num_classes
+
+    @property
+    def in_chans(self) -> int:
+        return self.encoder.in_chans
+
+    @property
+    def output_stride(self) -> int:
+        return self.encoder.output_stride
+
+    def get_classifier(self) -> nn.Conv2d:
+        return self.decoder.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Re-head the model for ``num_classes`` classes (new, randomly initialised 1x1 conv)."""
+        self.decoder.reset_classifier(num_classes)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute encoder activations in backward to save memory (timm's mechanism)."""
+        self.encoder.set_grad_checkpointing(enable)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise TypeError/ValueError for inputs the model cannot take, naming what is allowed."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor of shape B x {self.in_chans} x H x W, got {type(x).__name__}")
+        if x.ndim != 4:
+            raise ValueError(f"expected a 4-d input B x {self.in_chans} x H x W, got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"expected a floating-point (normalised) image tensor, got dtype {x.dtype}; "
+                            f"convert uint8 images with x.float() / 255 and normalise them")
+        if x.shape[1] != self.in_chans:
+            raise ValueError(f"expected {self.in_chans} input channels, got {x.shape[1]} (shape {tuple(x.shape)})")
+        if min(x.shape[-2:]) < self.output_stride:
+            raise ValueError(f"input {x.shape[-2]} x {x.shape[-1]} is smaller than the output stride "
+                             f"{self.output_stride}; height and width must be >= {self.output_stride}")
+
+    def forward(self, x: torch.Tensor) -> SegmentationOutput:
+        if not _is_tracing():  # as smp: shape checks would break or slow tracing and export
+            self.check_input(x)
+        low_level, deep = self.encoder(x)
+        if getattr(self.context, "provides_reconstruction", False):
+            features, reconstruction = self.context(deep, return_reconstruction=True)
+        else:
+            features, reconstruction = self.context(deep), None
+        logits = self.decoder(low_level, features)
+        # align_corners=True as the paper's code, for weight compatibility
+        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=True)
+        return SegmentationOutput(logits, features, reconstruction)
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class map B x H x W (int64) in eval mode; one channel means binary (logit > 0)."""
+        self.eval()
+        logits = self(x).logits
+        return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1)
