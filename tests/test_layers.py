@@ -1,0 +1,193 @@
+"""The blocks on their own: shapes, the paper's formulas, EM and NMF behaviour, bad arguments."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mfnet_zoo import ASPP, DeepLabV3PlusDecoder, EMAContext, EMAUnit, FactorizationContext
+from mfnet_zoo.layers import ClassifierDecoder, atrous_rates_for
+
+from .conftest import randomize_bn_stats
+
+
+def paper_mfnet_context(block: FactorizationContext, x: torch.Tensor) -> torch.Tensor:
+    """The paper code's MFNet.forward between backbone and decoder, written out as it is there."""
+    xin = block.embed(x)
+    b, c, h, w = xin.shape
+    low_rank = block.Y.unsqueeze(0).matmul(block.Z.unsqueeze(0)).repeat(b, 1, 1).view(b, c, h, w)
+    out = F.relu(low_rank) + xin
+    out = block.proj[1](block.proj[0](out))  # conv2 = Sequential(conv, BN)
+    return F.relu(out)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_static_context_equals_paper_formula_at_base_grid(batch):
+    block = FactorizationContext(32, 16, rank=8).eval()
+    randomize_bn_stats(block)
+    x = torch.randn(batch, 32, 33, 33)
+    out, rec = block(x, return_reconstruction=True)
+    assert out.shape == (batch, 16, 33, 33)
+    torch.testing.assert_close(out, paper_mfnet_context(block, x), rtol=0, atol=1e-6)
+    torch.testing.assert_close(rec.target, block.embed(x))
+    low_rank = (block.Y @ block.Z).view(1, 32, 33, 33)
+    torch.testing.assert_close(rec.estimate, low_rank.expand(batch, -1, -1, -1), rtol=0, atol=0)
+
+
+def test_static_context_resizes_relu_of_low_rank_at_other_sizes():
+    block = FactorizationContext(8, 4, rank=2).eval()
+    x = torch.randn(2, 8, 17, 23)
+    out, rec = block(x, return_reconstruction=True)
+    resized = F.interpolate(F.relu(block.low_rank()), size=(17, 23), mode="bilinear", align_corners=False)
+    expected = block.proj(resized + block.embed(x))
+    torch.testing.assert_close(out, expected)
+    assert rec.target.shape == rec.estimate.shape == (2, 8, 17, 23)
+
+
+def test_static_init_follows_paper_code():
+    block = FactorizationContext(2048, rank=64)
+    assert block.Y.shape == (2048, 64) and block.Z.shape == (64, 33 * 33)
+    assert block.Y.abs().max() <= 1 / (2048 * 64) ** 0.5
+    assert block.Z.abs().max() <= 1 / (64 * 33 * 33) ** 0.5
+    assert block.Y.std() > 0.5 / (2048 * 64) ** 0.5  # uniform, not collapsed
+    assert block.embed.bias is not None and block.proj[0].bias is None
+
+
+def test_static_gradients_reach_y_and_z():
+    block = FactorizationContext(16, 8, rank=4).train()
+    x = torch.randn(2, 16, 33, 33)
+    out, rec = block(x, return_reconstruction=True)
+    (out.square().mean() + F.mse_loss(rec.estimate, rec.target)).backward()
+    assert block.Y.grad.abs().sum() > 0 and block.Z.grad.abs().sum() > 0
+    assert block.embed.weight.grad.abs().sum() > 0
+
+
+def test_disabled_context_is_the_paper_warm_up():
+    block = FactorizationContext(16, 8, rank=4, enabled=False).eval()
+    x = torch.randn(2, 16, 9, 9)
+    out, rec = block(x, return_reconstruction=True)
+    assert rec is None
+    torch.testing.assert_close(out, block.proj(x))
+    block.enabled = True
+    assert block(x, return_reconstruction=True)[1] is not None
+
+
+def test_nmf_recovers_a_low_rank_nonnegative_matrix():
+    g = torch.Generator().manual_seed(0)
+    v = torch.rand(2, 32, 3, generator=g) @ torch.rand(2, 3, 100, generator=g)  # rank 3
+    block = FactorizationContext(32, 8, rank=4, mode="nmf", width=32, eval_steps=300).eval()
+    estimate = block._nmf(v)
+    assert (estimate >= 0).all()
+    assert (estimate - v).norm() / v.norm() < 0.05
+    few = FactorizationContext(32, 8, rank=4, mode="nmf", width=32, eval_steps=1).eval()._nmf(v)
+    assert (estimate - v).norm() < (few - v).norm()  # more steps, better fit
+
+
+def test_nmf_is_deterministic_in_eval_and_seeded():
+    x = torch.randn(2, 16, 7, 5)
+    a = FactorizationContext(16, 8, rank=4, mode="nmf", width=12, seed=3).eval()
+    b = FactorizationContext(16, 8, rank=4, mode="nmf", width=12, seed=3).eval()
+    b.load_state_dict(a.state_dict())
+    torch.testing.assert_close(a(x), a(x), rtol=0, atol=0)
+    torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+    c = FactorizationContext(16, 8, rank=4, mode="nmf", width=12, seed=4)
+    assert not torch.equal(a.bases, c.bases)
+    assert "bases" in a.state_dict()
+
+
+def test_nmf_one_step_gradient_reaches_the_embedding():
+    block = FactorizationContext(16, 8, rank=4, mode="nmf", width=12).train()
+    out, rec = block(torch.randn(2, 16, 6, 6), return_reconstruction=True)
+    assert rec.target.shape == rec.estimate.shape == (2, 12, 6, 6)
+    assert rec.estimate.requires_grad
+    F.mse_loss(rec.estimate, rec.target).backward()
+    assert block.embed.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("scale", [0.0, 1e-6, 1.0, 1e4])
+def test_nmf_finite_under_autocast(dtype, scale):
+    block = FactorizationContext(64, 16, rank=8, mode="nmf", width=64).eval()
+    x = torch.randn(2, 64, 9, 9) * scale
+    with torch.autocast("cpu", dtype=dtype):
+        out, rec = block(x, return_reconstruction=True)
+    assert torch.isfinite(out).all() and torch.isfinite(rec.estimate).all()
+
+
+def test_factorization_context_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        FactorizationContext(8, mode="svd")
+    with pytest.raises(ValueError, match="rank must be a positive int, got 0"):
+        FactorizationContext(8, rank=0)
+    with pytest.raises(ValueError, match="width must be a positive int"):
+        FactorizationContext(8, width=-1)
+    with pytest.raises(ValueError, match="base_size"):
+        FactorizationContext(8, base_size=(33,))
+
+
+def test_ema_unit_updates_bases_in_training_only():
+    unit = EMAUnit(16, k=4, stages=3)
+    x = torch.randn(2, 16, 5, 7)
+    before = unit.mu.clone()
+    unit.eval()
+    out = unit(x)
+    assert out.shape == x.shape and (out >= 0).all()
+    torch.testing.assert_close(unit.mu, before, rtol=0, atol=0)
+    unit.train()
+    unit(x)
+    assert not torch.equal(unit.mu, before)
+    torch.testing.assert_close(unit.mu.norm(dim=1), torch.ones(1, 4), atol=0.1, rtol=0)
+
+
+def test_ema_unit_matches_emanet_formula():
+    unit = EMAUnit(8, k=3, stages=2).eval()
+    randomize_bn_stats(unit)
+    x = torch.randn(2, 8, 4, 5)
+
+    def l2(t):
+        return t / (1e-6 + t.norm(dim=1, keepdim=True))
+
+    feats = unit.conv1(x).view(2, 8, 20)
+    mu = unit.mu.repeat(2, 1, 1)
+    for _ in range(2):
+        z = torch.softmax(torch.bmm(feats.permute(0, 2, 1), mu), dim=2)
+        mu = l2(torch.bmm(feats, z / (1e-6 + z.sum(dim=1, keepdim=True))))
+    expected = F.relu(unit.conv2(F.relu(mu.matmul(z.permute(0, 2, 1)).view(2, 8, 4, 5))) + x)
+    torch.testing.assert_close(unit(x), expected)
+
+
+def test_ema_context_shapes_and_bad_arguments():
+    block = EMAContext(32, 16, width=24, k=4).eval()
+    assert block(torch.randn(3, 32, 6, 6)).shape == (3, 16, 6, 6)
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        EMAUnit(8, k=0)
+    with pytest.raises(ValueError, match="momentum"):
+        EMAUnit(8, momentum=1.5)
+
+
+def test_aspp_shapes_rates_and_pooling_branch():
+    aspp = ASPP(32, 16, atrous_rates=(1, 2, 3)).eval()
+    x = torch.randn(2, 32, 9, 11)
+    assert aspp(x).shape == (2, 16, 9, 11)
+    assert [b[0].dilation[0] for b in aspp.branches] == [1, 1, 2, 3]
+    assert atrous_rates_for(16) == (6, 12, 18) and atrous_rates_for(8) == (12, 24, 36)
+    with pytest.raises(ValueError, match="output_stride must be 8, 16 or 32"):
+        atrous_rates_for(4)
+    with pytest.raises(ValueError, match="atrous_rates"):
+        ASPP(8, atrous_rates=(6, 0))
+
+
+def test_aspp_parameter_count_matches_paper_code():
+    # aspp1 (1x1), aspp2-4 (3x3), image pooling, conv1 1280->256, each conv with a BN
+    assert sum(p.numel() for p in ASPP(2048).parameters()) == 15_535_104
+
+
+def test_decoders_shapes_and_reset_classifier():
+    decoder = DeepLabV3PlusDecoder(24, num_classes=5).eval()
+    low, ctx = torch.randn(2, 24, 20, 30), torch.randn(2, 256, 5, 8)
+    assert decoder(low, ctx).shape == (2, 5, 20, 30)
+    decoder.reset_classifier(2)
+    assert decoder(low, ctx).shape == (2, 2, 20, 30) and decoder.num_classes == 2
+    assert sum(p.numel() for p in DeepLabV3PlusDecoder(256, 21).parameters()) == 1_309_045
+    head = ClassifierDecoder(3)
+    assert head(None, ctx).shape == (2, 3, 5, 8)
+    with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
+        DeepLabV3PlusDecoder(24, num_classes=0)

@@ -1,0 +1,174 @@
+"""SegmentationModel, the encoder wrapper and the paper's three models."""
+import pytest
+import torch
+
+from mfnet_zoo import FactorizationContext, SegmentationOutput, create_model, list_models
+from mfnet_zoo.models import TimmEncoder
+
+from .conftest import randomize_bn_stats
+
+# every family, on a tiny encoder; the block options that change the graph
+TINY = [
+    ("mfnet", {}),
+    ("mfnet", {"mode": "nmf", "width": 16, "rank": 8}),
+    ("deeplabv3plus", {}),
+    ("emanet", {"k": 8}),
+]
+TINY_IDS = ["mfnet", "mfnet_nmf", "deeplabv3plus", "emanet"]
+
+
+def tiny(name, **kwargs):
+    return create_model(name, encoder="test_resnet", **kwargs)
+
+
+@pytest.mark.parametrize("name,kwargs", TINY, ids=TINY_IDS)
+@pytest.mark.parametrize("batch,size", [(1, (97, 131)), (3, (64, 64)), (2, (33, 47))])
+def test_forward_shapes_any_size(name, kwargs, batch, size):
+    model = tiny(name, num_classes=5, **kwargs).eval()
+    out = model(torch.randn(batch, 3, *size))
+    assert isinstance(out, SegmentationOutput)
+    assert out.logits.shape == (batch, 5, *size)
+    stride_16 = tuple(-(-s // 16) for s in size)
+    assert out.features.shape == (batch, 256, *stride_16)
+    assert (out.reconstruction is not None) == name.startswith("mfnet")
+    assert torch.isfinite(out.logits).all()
+
+
+@pytest.mark.parametrize("name,kwargs", TINY, ids=TINY_IDS)
+def test_train_step_reaches_every_trained_parameter(name, kwargs):
+    model = tiny(name, num_classes=3, **kwargs).train()
+    out = model(torch.randn(2, 3, 64, 48))
+    loss = torch.nn.functional.cross_entropy(out.logits, torch.randint(0, 3, (2, 64, 48)))
+    if out.reconstruction is not None:
+        loss = loss + torch.nn.functional.mse_loss(*out.reconstruction)
+    loss.backward()
+    # timm zero-initialises each ResNet block's last BN, so encoder grads may be exactly zero at init
+    no_grad = [n for n, p in model.named_parameters()
+               if p.grad is None or (not n.startswith("encoder.") and not p.grad.abs().sum() > 0)]
+    # EMANet's EM iterations run without grad, so its conv1 gets none (as the original)
+    expected = {"context.emau.conv1.weight", "context.emau.conv1.bias"} if name == "emanet" else set()
+    assert set(no_grad) == expected
+
+
+def test_predict_gives_class_map_and_binary():
+    model = tiny("mfnet", num_classes=4).train()
+    x = torch.randn(2, 3, 40, 40)
+    pred = model.predict(x)
+    assert not model.training
+    assert pred.shape == (2, 40, 40) and pred.dtype == torch.int64
+    assert torch.equal(pred, model(x).logits.argmax(1))
+    binary = tiny("deeplabv3plus", num_classes=1).eval()
+    logits = binary(x).logits
+    assert logits.shape == (2, 1, 40, 40)
+    assert torch.equal(binary.predict(x), (logits[:, 0] > 0).long())
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [("mfnet_r50", 29_738_997), ("emanet_r50", 34_657_621), ("deeplabv3plus_r50", 40_352_181)],
+)
+def test_paper_parameter_counts_exact(name, expected):
+    model = create_model(name)
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert model.num_classes == 21 and model.output_stride == 16
+
+
+def test_r101_variants_build_and_are_larger():
+    for family in ("mfnet", "deeplabv3plus", "emanet"):
+        small = sum(p.numel() for p in create_model(f"{family}_r50").parameters())
+        large = sum(p.numel() for p in create_model(f"{family}_r101").parameters())
+        assert large - small == 42_500_160 - 23_508_032  # only the encoder differs
+
+
+def test_paper_models_use_multi_grid_layer4():
+    model = create_model("mfnet_r50")
+    assert [b.conv2.dilation[0] for b in model.encoder.model.layer4] == [2, 4, 8]
+    assert [b.conv2.padding[0] for b in model.encoder.model.layer4] == [2, 4, 8]
+    os8 = create_model("mfnet_r50", output_stride=8)
+    assert [b.conv2.dilation[0] for b in os8.encoder.model.layer4] == [4, 8, 16]
+    plain = create_model("mfnet", encoder="resnet50")  # timm's own dilations
+    assert [b.conv2.dilation[0] for b in plain.encoder.model.layer4] == [1, 2, 2]
+
+
+@pytest.mark.slow
+def test_mfnet_r50_full_size_forward_matches_paper_grid():
+    model = create_model("mfnet_r50").eval()
+    randomize_bn_stats(model)
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 513, 513))
+    assert out.logits.shape == (1, 21, 513, 513)
+    assert out.features.shape == (1, 256, 33, 33)  # the paper's 33 x 33 grid: no resize
+    assert out.reconstruction.estimate.shape == (1, 2048, 33, 33)
+
+
+def test_encoder_picks_levels_by_reduction():
+    resnet = TimmEncoder("test_resnet", output_stride=16)
+    convnext = TimmEncoder("test_convnext", output_stride=16)  # no stride-2 level
+    assert resnet.model.feature_info.reduction()[resnet.low_level_index] == 4
+    assert convnext.low_level_index == 0 and convnext.low_level_channels == convnext.model.feature_info.channels()[0]
+    low, deep = convnext(torch.randn(1, 3, 64, 64))
+    assert low.shape[-1] == 16 and deep.shape[-1] == 4
+    assert deep.shape[1] == convnext.out_channels
+
+
+def test_any_timm_encoder_and_in_chans():
+    model = create_model("mfnet", encoder="test_efficientnet", output_stride=8, in_chans=4, num_classes=2).eval()
+    out = model(torch.randn(1, 4, 64, 64))
+    assert out.logits.shape == (1, 2, 64, 64) and out.features.shape[-1] == 8
+
+
+def test_vit_encoder_without_stride4_level():
+    # EMANet needs only the deepest level, so a ViT (stride 16 everywhere) works; MFNet does not
+    model = create_model("emanet", encoder="test_vit", num_classes=3).eval()
+    assert model(torch.randn(1, 3, 160, 160)).logits.shape == (1, 3, 160, 160)
+    with pytest.raises(ValueError, match="needs stride-4 encoder features.*test_vit.*reductions"):
+        create_model("mfnet", encoder="test_vit")
+    with pytest.raises(ValueError, match="test_vit.*output_stride=32 is not available; use output_stride=16"):
+        create_model("emanet", encoder="test_vit", output_stride=32)
+
+
+def test_encoder_errors_name_the_problem():
+    with pytest.raises(ValueError, match="unknown timm encoder 'resnet5'.*resnet50"):
+        create_model("mfnet", encoder="resnet5")
+    with pytest.raises(ValueError, match="multi_grid needs a ResNet-style encoder.*test_convnext"):
+        create_model("mfnet", encoder="test_convnext", multi_grid=(1, 2, 4))
+    with pytest.raises(ValueError, match="multi_grid must be 3 positive ints"):
+        create_model("mfnet_r50", multi_grid=(1, 2))
+
+
+@pytest.mark.parametrize(
+    "x,error,match",
+    [
+        ([1.0], TypeError, "expected a torch.Tensor"),
+        (torch.randn(3, 64, 64), ValueError, r"4-d input B x 3 x H x W, got shape \(3, 64, 64\)"),
+        (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), TypeError, "floating-point.*torch.uint8"),
+        (torch.randn(1, 1, 64, 64), ValueError, "expected 3 input channels, got 1"),
+        (torch.randn(1, 3, 8, 64), ValueError, "smaller than the output stride 16"),
+    ],
+)
+def test_forward_rejects_bad_input(x, error, match):
+    model = tiny("mfnet").eval()
+    with pytest.raises(error, match=match):
+        model(x)
+
+
+def test_warm_up_switch_through_the_model():
+    model = tiny("mfnet").eval()
+    assert isinstance(model.context, FactorizationContext)
+    model.context.enabled = False
+    assert model(torch.randn(1, 3, 48, 48)).reconstruction is None
+    model.context.enabled = True
+    assert model(torch.randn(1, 3, 48, 48)).reconstruction is not None
+
+
+def test_reset_classifier_keeps_everything_else():
+    model = tiny("emanet", num_classes=21)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "classifier" not in k}
+    model.reset_classifier(7)
+    assert model.num_classes == 7 and model.get_classifier().out_channels == 7
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+
+
+def test_list_models_covers_the_paper_models():
+    assert {"mfnet_r50", "deeplabv3plus_r50", "emanet_r50"} <= set(list_models())

@@ -1,0 +1,111 @@
+"""Registry and create_model: names, wildcards, tags and every error message."""
+import pytest
+import torch
+
+import mfnet_zoo
+from mfnet_zoo import create_model, is_model, list_models, model_entrypoint, register_model
+from mfnet_zoo._registry import split_model_name_tag
+
+PAPER_NAMES = ["deeplabv3plus", "deeplabv3plus_r101", "deeplabv3plus_r50", "emanet", "emanet_r101",
+               "emanet_r50", "mfnet", "mfnet_r101", "mfnet_r50"]
+
+
+def test_list_models_and_wildcards():
+    assert list_models() == PAPER_NAMES
+    assert list_models("mfnet*") == ["mfnet", "mfnet_r101", "mfnet_r50"]
+    assert list_models(["*_r50", "emanet"]) == ["deeplabv3plus_r50", "emanet", "emanet_r50", "mfnet_r50"]
+    assert list_models("nothing*") == []
+    assert list_models(pretrained=True) == []  # no weights are published yet
+
+
+def test_is_model_entrypoint_and_tags():
+    assert is_model("mfnet_r50") and is_model("mfnet_r50.some_tag") and not is_model("mfnet_r5")
+    assert model_entrypoint("emanet_r50") is mfnet_zoo.models.emanet.emanet_r50
+    assert split_model_name_tag("mfnet_r50.voc_aug") == ("mfnet_r50", "voc_aug")
+    assert split_model_name_tag("mfnet_r50") == ("mfnet_r50", "")
+
+
+@pytest.mark.parametrize("name", PAPER_NAMES)
+def test_every_registered_name_builds_on_a_tiny_encoder(name):
+    kwargs = {"encoder": "test_resnet"} if "_r" not in name else {}
+    if kwargs:
+        model = create_model(name, num_classes=3, **kwargs).eval()
+        assert model(torch.randn(1, 3, 64, 64)).logits.shape == (1, 3, 64, 64)
+    else:  # the fixed-encoder variants: construction only (ResNet-50/101 forwards are slow tests)
+        model = create_model(name, num_classes=3)
+        assert model.encoder.name in ("resnet50", "resnet101") and model.num_classes == 3
+
+
+def test_block_options_pass_through():
+    model = create_model("mfnet", encoder="test_resnet", mode="nmf", rank=32, width=48)
+    assert (model.context.mode, model.context.rank, model.context.width) == ("nmf", 32, 48)
+    model = create_model("emanet", encoder="test_resnet", k=16, stages=2)
+    assert (model.context.emau.k, model.context.emau.stages) == (16, 2)
+    model = create_model("deeplabv3plus", encoder="test_resnet", output_stride=8)
+    assert model.context.atrous_rates == (12, 24, 36)
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(ValueError, match=r"unknown model 'mfnet_r5'; did you mean mfnet_r50"):
+        create_model("mfnet_r5")
+    with pytest.raises(TypeError, match="model_name must be a str"):
+        create_model(None)
+
+
+def test_unknown_kwarg_names_the_valid_ones():
+    with pytest.raises(TypeError, match=r"mfnet\(\) got unexpected keyword argument\(s\) \['ranks'\]; valid: .*'rank'"):
+        create_model("mfnet", encoder="test_resnet", ranks=4)
+    with pytest.raises(TypeError, match=r"emanet_r50.*\['mode'\].*'k'"):
+        create_model("emanet_r50", mode="nmf")
+
+
+def test_fixed_encoder_variants_refuse_another_encoder():
+    with pytest.raises(TypeError, match="mfnet_r50 fixes encoder='resnet50'.*create_model\\('mfnet', encoder='resnet18'\\)"):
+        create_model("mfnet_r50", encoder="resnet18")
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"num_classes": 0}, "num_classes must be a positive int, got 0"),
+        ({"num_classes": 2.5}, "num_classes must be a positive int, got 2.5"),
+        ({"output_stride": 4}, r"output_stride must be one of \(8, 16, 32\), got 4"),
+        ({"rank": 0}, "rank must be a positive int, got 0"),
+        ({"rank": -3}, "rank must be a positive int, got -3"),
+        ({"mode": "svd"}, "mode must be one of"),
+        ({"in_chans": 0}, "in_chans must be a positive int, got 0"),
+    ],
+)
+def test_bad_values_raise_value_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        create_model("mfnet", encoder="test_resnet", **kwargs)
+
+
+def test_pretrained_and_tags_until_weights_exist():
+    with pytest.raises(NotImplementedError, match="not published yet.*encoder_weights=True"):
+        create_model("mfnet_r50", pretrained=True)
+    with pytest.raises(ValueError, match=r"unknown pretrained tag 'voc_aug' for 'mfnet_r50'; available: \[\]"):
+        create_model("mfnet_r50.voc_aug")
+
+
+def test_register_model_adds_a_family_in_a_few_lines():
+    from mfnet_zoo import _registry
+    from mfnet_zoo.layers import ASPP, ClassifierDecoder
+    from mfnet_zoo.models._builder import build_segmentation_model
+
+    def _head(encoder, num_classes, *, rates=(1, 2)):
+        return ASPP(encoder.out_channels, 256, atrous_rates=rates), ClassifierDecoder(num_classes)
+
+    def test_aspp_only(pretrained=False, encoder="test_resnet", **kwargs):
+        return build_segmentation_model(_head, "test_aspp_only", pretrained, encoder=encoder, **kwargs)
+
+    try:
+        register_model(test_aspp_only)
+        with pytest.raises(ValueError, match="already registered"):
+            register_model(test_aspp_only)
+        model = create_model("test_aspp_only", num_classes=2, rates=(3,)).eval()
+        assert model(torch.randn(1, 3, 32, 32)).logits.shape == (1, 2, 32, 32)
+        assert "test_aspp_only" in list_models("test_*")
+    finally:
+        _registry._model_entrypoints.pop("test_aspp_only", None)
+        _registry._model_to_module.pop("test_aspp_only", None)
