@@ -62,16 +62,23 @@ def build_segmentation_model(
     timm_encoder = TimmEncoder(encoder, pretrained=encoder_pretrained, output_stride=output_stride,
                                in_chans=in_chans, multi_grid=multi_grid, **(encoder_kwargs or {}))
     context, decoder = head_fn(timm_encoder, num_classes, **kwargs)
-    return SegmentationModel(timm_encoder, context, decoder)
+    model = SegmentationModel(timm_encoder, context, decoder)
+    # enough to rebuild the architecture (checkpoints, configs); weights come separately
+    model.model_name = model_name
+    model.model_args = dict(num_classes=num_classes, encoder=encoder.split(".")[0], output_stride=output_stride,
+                            in_chans=in_chans, multi_grid=None if multi_grid is None else tuple(multi_grid),
+                            encoder_kwargs=dict(encoder_kwargs or {}), **kwargs)
+    return model
 
 
 def build_variant(head_fn: HeadFn, model_name: str, pretrained: bool, kwargs: dict[str, Any], *,
                   encoder: str, **defaults: Any) -> SegmentationModel:
     """A named variant: ``encoder`` is fixed, ``defaults`` (e.g. multi_grid) can be overridden."""
-    if "encoder" in kwargs:
+    if kwargs.get("encoder", encoder) != encoder:
         family = model_name.rsplit("_", 1)[0]
         raise TypeError(f"{model_name} fixes encoder={encoder!r}; for another encoder use "
                         f"create_model({family!r}, encoder={kwargs['encoder']!r})")
+    kwargs.pop("encoder", None)
     return build_segmentation_model(head_fn, model_name, pretrained, encoder=encoder, **{**defaults, **kwargs})
 
 

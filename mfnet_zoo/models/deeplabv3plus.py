@@ -12,10 +12,11 @@ __all__: list[str] = []
 
 
 def _deeplabv3plus_head(encoder: TimmEncoder, num_classes: int, *, atrous_rates: Sequence[int] | None = None,
-                        aspp_dropout: float = 0.5):
+                        aspp_dropout: float = 0.5, decoder_channels: int = 256):
     rates = atrous_rates_for(encoder.output_stride) if atrous_rates is None else tuple(atrous_rates)
     context = ASPP(encoder.out_channels, 256, atrous_rates=rates, dropout=aspp_dropout)
-    return context, DeepLabV3PlusDecoder(require_low_level(encoder, "DeepLabV3+"), num_classes)
+    decoder = DeepLabV3PlusDecoder(require_low_level(encoder, "DeepLabV3+"), num_classes, channels=decoder_channels)
+    return context, decoder
 
 
 @register_model

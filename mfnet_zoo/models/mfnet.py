@@ -14,11 +14,12 @@ __all__: list[str] = []
 def _mfnet_head(encoder: TimmEncoder, num_classes: int, *, rank: int = 64,
                 mode: Literal["static", "nmf"] = "static", width: int | None = None,
                 base_size: tuple[int, int] = (33, 33), train_steps: int = 6, eval_steps: int = 7,
-                seed: int = 0):
+                seed: int = 0, decoder_channels: int = 256):
     context = FactorizationContext(encoder.out_channels, 256, rank=rank, mode=mode, width=width,
                                    base_size=tuple(base_size), train_steps=train_steps,
                                    eval_steps=eval_steps, seed=seed)
-    return context, DeepLabV3PlusDecoder(require_low_level(encoder, "MFNet"), num_classes)
+    decoder = DeepLabV3PlusDecoder(require_low_level(encoder, "MFNet"), num_classes, channels=decoder_channels)
+    return context, decoder
 
 
 @register_model
