@@ -1,0 +1,23 @@
+"""Datasets (VOC, SBD train_aug, folders, synthetic scenes) and joint image/mask transforms."""
+from .folder import FolderDataset, load_image, load_mask
+from .synthetic import SYNTHETIC_CLASSES, SyntheticShapes, render_scene, write_synthetic_dataset
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, RandomScale, eval_transforms, train_transforms
+from .voc import VOC_CLASSES, VOCAugSegmentation, VOCSegmentation
+
+__all__ = [
+    "FolderDataset",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "RandomScale",
+    "SYNTHETIC_CLASSES",
+    "SyntheticShapes",
+    "VOCAugSegmentation",
+    "VOCSegmentation",
+    "VOC_CLASSES",
+    "eval_transforms",
+    "load_image",
+    "load_mask",
+    "render_scene",
+    "train_transforms",
+    "write_synthetic_dataset",
+]

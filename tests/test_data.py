@@ -1,0 +1,153 @@
+"""Datasets and transforms: synthetic scenes, folder layout, VOC and SBD train_aug, joint transforms."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+
+from mfnet_zoo.data import (VOC_CLASSES, FolderDataset, RandomScale, SyntheticShapes, VOCAugSegmentation,
+                            VOCSegmentation, eval_transforms, load_image, render_scene, train_transforms,
+                            write_synthetic_dataset)
+from mfnet_zoo.data.synthetic import _shape_mask
+
+
+def test_synthetic_scenes_are_deterministic_and_varied():
+    a, b = render_scene(3, 64, seed=5), render_scene(3, 64, seed=5)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(render_scene(4, 64, seed=5)[1], a[1])
+    image, mask = a
+    assert image.shape == (3, 64, 64) and mask.shape == (64, 64) and mask.dtype == torch.int64
+    assert 0 <= image.min() and image.max() <= 1
+    labels = torch.cat([render_scene(i, 64)[1].unique() for i in range(40)]).unique()
+    assert labels.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("kind", [1, 2, 3, 4, 5])
+def test_every_shape_is_bounded(kind):
+    # regression: the triangle's half-planes once left it open on one side, so it filled the image
+    y, x = torch.meshgrid(torch.arange(-50.0, 51.0), torch.arange(-50.0, 51.0), indexing="ij")
+    inside = _shape_mask(kind, x, y, 10.0)
+    assert inside.sum() > 0.5 * 100  # a solid shape, not a sliver
+    assert (x[inside] ** 2 + y[inside] ** 2).max() <= (1.2 * 10.0) ** 2 + 1e-3
+
+
+def test_synthetic_dataset_items_and_transforms():
+    ds = SyntheticShapes(5, 32, seed=0, transforms=train_transforms(32, None, True))
+    image, mask = ds[0]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and mask.dtype == torch.int64
+    raw = SyntheticShapes(5, 32, seed=0)[0]
+    assert raw[0].dtype == torch.uint8 and isinstance(raw[1], tv_tensors.Mask)
+    with pytest.raises(IndexError):
+        ds[5]
+
+
+def test_write_synthetic_then_read_as_folder(tmp_path):
+    root = write_synthetic_dataset(tmp_path / "syn", {"train": 3, "val": 2}, size=32, seed=0)
+    ds = FolderDataset(root, "train")
+    assert len(ds) == 3 and ds.classes[0] == "background" and ds.num_classes == 6
+    image, mask = ds[1]
+    expected_image, expected_mask = render_scene(1, 32, seed=0)
+    assert torch.equal(mask, expected_mask)
+    assert torch.equal(image, (expected_image * 255).round().to(torch.uint8))
+    assert len(FolderDataset(root, "val")) == 2
+
+
+def test_folder_errors_name_the_file(tmp_path):
+    root = write_synthetic_dataset(tmp_path / "d", {"train": 2}, size=32)
+    with pytest.raises(FileNotFoundError, match="images/val"):
+        FolderDataset(root, "val")
+    (root / "masks" / "train" / "00001.png").unlink()
+    with pytest.raises(FileNotFoundError, match="00001.png"):
+        FolderDataset(root, "train")
+    Image.fromarray(np.zeros((16, 32), np.uint8)).save(root / "masks" / "train" / "00001.png")
+    with pytest.raises(ValueError, match=r"00001.png: image is \(32, 32\) but its mask is \(16, 32\)"):
+        FolderDataset(root, "train")[1]
+    Image.fromarray(np.full((32, 32), 9, np.uint8)).save(root / "masks" / "train" / "00001.png")
+    with pytest.raises(ValueError, match=r"00001.png: mask labels \[9\] are outside \[0, 6\)"):
+        FolderDataset(root, "train")[1]
+    (root / "images" / "train" / "00000.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="cannot read image .*00000.png"):
+        FolderDataset(root, "train")[0]
+
+
+def test_load_image_converts_modes_and_exif(tmp_path):
+    gray = tmp_path / "g.png"
+    Image.fromarray(np.full((5, 7), 100, np.uint8)).save(gray)
+    assert load_image(gray).shape == (3, 5, 7)
+    deep = tmp_path / "d.png"
+    Image.fromarray(np.full((4, 4), 4000, np.uint16)).save(deep)
+    assert load_image(deep).dtype == torch.uint8 and load_image(deep).max() == 255
+    rotated = tmp_path / "r.jpg"
+    image = Image.fromarray(np.zeros((10, 20, 3), np.uint8))
+    exif = image.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees
+    image.save(rotated, exif=exif)
+    assert load_image(rotated).shape == (3, 20, 10)
+
+
+def test_train_transforms_pad_with_ignore_and_scale():
+    image = tv_tensors.Image(torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8))
+    mask = tv_tensors.Mask(torch.ones(20, 30, dtype=torch.int64))
+    x, y = train_transforms(48, None, True)(image, mask)
+    assert x.shape == (3, 48, 48) and y.shape == (48, 48)
+    assert (y == 255).sum() == 48 * 48 - 20 * 30 and set(y.unique().tolist()) == {1, 255}
+    x, y = train_transforms(16, None, False)(image, mask)  # the paper's "no augmentation": resize + centre crop
+    assert x.shape == (3, 16, 16) and (y == 1).all()
+    torch.manual_seed(0)
+    scaled = RandomScale((2.0, 2.0))(image, mask)
+    assert scaled[0].shape == (3, 40, 60) and set(scaled[1].unique().tolist()) == {1}
+    with pytest.raises(ValueError, match="scale_range"):
+        RandomScale((0.0, 1.0))
+    x, y = eval_transforms()(image, mask)
+    expected = (image.float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]).view(3, 1, 1)
+    torch.testing.assert_close(x, expected)
+
+
+def _make_voc(root, train_ids, val_ids, size=(12, 16)):
+    base = root / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    for i in train_ids + val_ids:
+        Image.fromarray(np.full((*size, 3), 80, np.uint8)).save(base / "JPEGImages" / f"{i}.jpg")
+        mask = Image.fromarray(np.full(size, 7, np.uint8), mode="L").convert("P")
+        mask.save(base / "SegmentationClass" / f"{i}.png")
+    (base / "ImageSets/Segmentation/train.txt").write_text("\n".join(train_ids) + "\n")
+    (base / "ImageSets/Segmentation/val.txt").write_text("\n".join(val_ids) + "\n")
+
+
+def _make_sbd(root, train_ids, val_ids, size=(12, 16)):
+    from scipy.io import savemat
+
+    (root / "img").mkdir(parents=True)
+    (root / "cls").mkdir()
+    for i in train_ids + val_ids:
+        Image.fromarray(np.full((*size, 3), 40, np.uint8)).save(root / "img" / f"{i}.jpg")
+        savemat(root / "cls" / f"{i}.mat", {"GTcls": {"Segmentation": np.full(size, 3, np.uint8)}})
+    (root / "train.txt").write_text("\n".join(train_ids) + "\n")
+    (root / "val.txt").write_text("\n".join(val_ids) + "\n")
+
+
+def test_voc_segmentation_from_a_prepared_tree(tmp_path):
+    _make_voc(tmp_path, ["a", "b"], ["c"])
+    train, val = VOCSegmentation(tmp_path, "train"), VOCSegmentation(tmp_path, "val")
+    assert len(train) == 2 and len(val) == 1 and len(VOC_CLASSES) == 21
+    image, mask = train[0]
+    assert image.shape == (3, 12, 16) and (mask == 7).all()
+    with pytest.raises(FileNotFoundError, match="PASCAL VOC 2012 .*not found under .*download=True"):
+        VOCSegmentation(tmp_path / "missing", "train")
+
+
+def test_voc_aug_is_sbd_plus_voc_train_minus_voc_val(tmp_path):
+    pytest.importorskip("scipy")
+    _make_voc(tmp_path / "voc", train_ids=["v1", "both"], val_ids=["val1", "val2"])
+    _make_sbd(tmp_path / "sbd", train_ids=["s1", "both", "val1"], val_ids=["s2", "val2"])
+    ds = VOCAugSegmentation(tmp_path / "voc", tmp_path / "sbd")
+    assert ds.ids == ["both", "s1", "s2", "v1"]
+    masks = {i: ds[k][1] for k, i in enumerate(ds.ids)}
+    assert (masks["both"] == 7).all()  # VOC's annotation wins where both have one
+    assert (masks["s1"] == 3).all() and (masks["v1"] == 7).all()
+    with pytest.raises(FileNotFoundError, match="SBD .*not found"):
+        VOCAugSegmentation(tmp_path / "voc", tmp_path / "nowhere")
