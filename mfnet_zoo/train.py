@@ -1,0 +1,338 @@
+"""An embeddable training engine: param groups, poly schedule, AMP, one epoch, evaluation, a Trainer.
+
+Use the pieces in your own loop (``build_param_groups``, ``train_one_epoch``, ``evaluate``) or
+``Trainer(...).fit()``. The engine owns the context warm-up: it disables the context block
+(``model.context.enabled``) for the first ``context_warmup_epochs`` epochs.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ._io import atomic_path
+from .layers import FactorizationContext
+from .losses import SegmentationLoss
+from .metrics import SegmentationMetrics
+from .models.segmentation import SegmentationModel
+
+__all__ = ["TrainConfig", "PRESETS", "load_checkpoint", "build_param_groups", "build_optimizer", "set_context_enabled",
+           "train_one_epoch", "evaluate", "Trainer", "seed_everything", "autocast"]
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run; ``PRESETS`` holds the paper's and ours."""
+
+    epochs: int = 50
+    batch_size: int = 8
+    lr: float = 0.01
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    head_lr_mult: float = 10.0  # context + decoder (the paper's code: decoder only)
+    context_warmup_epochs: int = 0  # context disabled before this epoch
+    reconstruction_weight: float = 0.1
+    batch_average: bool = False  # the paper's code divides each loss term by the batch size
+    paper_param_groups: bool = False  # the paper's code never optimises the factorization's 1x1 convs
+    decay_norm_and_bias: bool = False  # weight decay on norms, biases, Y and Z too (the paper's code)
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    channels_last: bool = False
+    grad_accum_steps: int = 1
+    clip_grad_norm: float | None = None
+    freeze_encoder: bool = False
+    seed: int = 0
+    crop_size: int = 513
+    scale_range: tuple[float, float] | None = (0.5, 2.0)
+    flip: bool = True
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"unknown TrainConfig field(s) {unknown}; valid: {[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # the paper (Fig. 5) and its code: SGD 0.07, poly 0.9, momentum 0.9, wd 5e-4, batch 4, 513 crops without
+    # augmentation, 50 epochs, context after 10 epochs, lambda 0.1, losses divided by the batch size,
+    # decoder at 10x, the factorization's conv1/conv2 left out of the optimizer
+    "paper": TrainConfig(epochs=50, batch_size=4, lr=0.07, weight_decay=5e-4, context_warmup_epochs=10,
+                         batch_average=True, paper_param_groups=True, decay_norm_and_bias=True,
+                         scale_range=None, flip=False),
+    # ours: every parameter trained, context + decoder at 10x, no decay on norms/biases/Y/Z, DeepLab's augmentation
+    "default": TrainConfig(epochs=50, batch_size=8, lr=0.01, weight_decay=1e-4, context_warmup_epochs=0),
+}
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, torch (and numpy if present); returns a generator for DataLoader shuffling."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    with contextlib.suppress(ImportError):
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    return torch.Generator().manual_seed(seed)
+
+
+def set_context_enabled(model: SegmentationModel, enabled: bool) -> None:
+    """Switch a context block with an ``enabled`` flag (the factorization) on or off."""
+    if hasattr(model.context, "enabled"):
+        model.context.enabled = enabled
+
+
+def _no_decay(name: str, param: nn.Parameter) -> bool:
+    return param.ndim <= 1 or name.rsplit(".", 1)[-1] in ("Y", "Z")
+
+
+def build_param_groups(model: SegmentationModel, cfg: TrainConfig) -> list[dict]:
+    """Optimizer groups: encoder at lr, context and decoder at lr * head_lr_mult.
+
+    With ``paper_param_groups`` (the paper's code): encoder plus the factorization's Y, Z at lr,
+    the decoder (and a non-factorization context) at 10x, and the factorization's 1x1 convs in
+    no group at all. Without ``decay_norm_and_bias``, norms, biases, Y and Z get no weight decay.
+    """
+    encoder = [] if cfg.freeze_encoder else list(model.encoder.named_parameters(prefix="encoder"))
+    context = list(model.context.named_parameters(prefix="context"))
+    head = list(model.decoder.named_parameters(prefix="decoder"))
+    if cfg.paper_param_groups and isinstance(model.context, FactorizationContext):
+        base = encoder + [(n, p) for n, p in context if n.rsplit(".", 1)[-1] in ("Y", "Z")]
+    else:
+        base, head = encoder, context + head
+    groups = []
+    for params, mult in ((base, 1.0), (head, cfg.head_lr_mult)):
+        decay = [p for n, p in params if cfg.decay_norm_and_bias or not _no_decay(n, p)]
+        no_decay = [p for n, p in params if not cfg.decay_norm_and_bias and _no_decay(n, p)]
+        for group, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)):
+            if group:
+                groups.append({"params": group, "lr": cfg.lr * mult, "weight_decay": wd})
+    return groups
+
+
+def build_optimizer(model: SegmentationModel, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = build_param_groups(model, cfg)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
+
+
+def autocast(device: torch.device, amp: str):
+    """The autocast context for ``amp`` in {'none', 'bf16', 'fp16'} (fp16 needs CUDA)."""
+    if amp not in ("none", "bf16", "fp16"):
+        raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' on CPU")
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype, enabled=amp != "none")
+
+
+def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
+
+
+def _progress(iterable: Iterable, total: int | None, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=not enabled, dynamic_ncols=True, leave=False)
+
+
+def train_one_epoch(model: SegmentationModel, loader: Iterable, criterion: SegmentationLoss,
+                    optimizer: torch.optim.Optimizer, scheduler: Any | None = None, *, device: torch.device | str = "cpu",
+                    amp: str = "none", scaler: torch.amp.GradScaler | None = None, grad_accum_steps: int = 1,
+                    clip_grad_norm: float | None = None, channels_last: bool = False, freeze_encoder: bool = False,
+                    progress: bool = True, desc: str = "train") -> dict[str, float]:
+    """One pass over ``loader`` of (images B x 3 x H x W, masks B x H x W); returns mean loss terms.
+
+    The scheduler steps once per optimizer step (poly decay per iteration, as the paper).
+    """
+    device = torch.device(device)
+    model.train()
+    if freeze_encoder:
+        model.encoder.eval()
+    sums: dict[str, torch.Tensor] = {}
+    steps, start = 0, time.perf_counter()
+    total = len(loader) if hasattr(loader, "__len__") else None
+    bar = _progress(loader, total, desc, progress)
+    optimizer.zero_grad(set_to_none=True)
+    for i, (images, masks) in enumerate(bar):
+        images, masks = _to_device(images, device, channels_last), masks.to(device, non_blocking=True)
+        with autocast(device, amp):
+            output = model(images)
+        terms = criterion.components(output, masks)
+        loss = sum(terms.values())
+        (scaler.scale(loss) if scaler is not None else loss).div(grad_accum_steps).backward()
+        last = total is not None and i + 1 == total
+        if (i + 1) % grad_accum_steps == 0 or last:
+            if clip_grad_norm is not None:
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if scheduler is not None:
+                scheduler.step()
+        for name, value in {"loss": loss, **terms}.items():
+            sums[name] = sums.get(name, 0.0) + value.detach().float()
+        steps += 1
+        if progress and (steps % 10 == 0 or last):  # a host sync every 10 steps, for the progress bar only
+            bar.set_postfix(loss=f"{(sums['loss'] / steps).item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+    if steps == 0:
+        raise ValueError("the training loader yielded no batch")
+    elapsed = time.perf_counter() - start
+    result = {name: (value / steps).item() for name, value in sums.items()}
+    result.update(lr=optimizer.param_groups[0]["lr"], iterations=steps, it_per_s=steps / elapsed, seconds=elapsed)
+    if not all(math.isfinite(v) for v in result.values()):
+        raise FloatingPointError(f"non-finite training loss {result}; lower the learning rate or check the data")
+    return result
+
+
+@torch.no_grad()
+def evaluate(model: SegmentationModel, loader: Iterable, num_classes: int, *, device: torch.device | str = "cpu",
+             amp: str = "none", channels_last: bool = False, ignore_index: int = 255, progress: bool = True,
+             desc: str = "eval") -> dict:
+    """Metrics of ``model`` over ``loader`` at each image's own size (see :class:`SegmentationMetrics`)."""
+    device = torch.device(device)
+    model.eval()
+    metrics = SegmentationMetrics(num_classes, ignore_index, device=device)
+    total = len(loader) if hasattr(loader, "__len__") else None
+    for images, masks in _progress(loader, total, desc, progress):
+        images, masks = _to_device(images, device, channels_last), masks.to(device, non_blocking=True)
+        with autocast(device, amp):
+            logits = model(images).logits
+        metrics.update(logits.argmax(dim=1), masks)
+    metrics.all_reduce()
+    return metrics.compute()
+
+
+def _write_curves(path: Path, history: Sequence[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h["train"]["loss"] for h in history], marker="o", label="train loss")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    evaluated = [h for h in history if "val" in h]
+    for key in ("mIoU", "fwIoU"):
+        ax_iou.plot([h["epoch"] for h in evaluated], [h["val"][key] for h in evaluated], marker="o", label=key)
+    ax_iou.set_xlabel("epoch")
+    ax_iou.set_ylabel("IoU")
+    ax_iou.set_ylim(0, 1)
+    ax_iou.legend()
+    fig.suptitle("training curves")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[SegmentationModel, dict]:
+    """Rebuild the model of a :class:`Trainer` checkpoint (``weights_only`` load); returns (model, checkpoint)."""
+    from ._factory import create_model
+
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # a truncated or foreign file: say which
+        raise ValueError(f"cannot read checkpoint {str(path)!r}: {e}") from e
+    if not isinstance(checkpoint, dict) or not checkpoint.get("model_name") or "state_dict" not in checkpoint:
+        raise ValueError(f"{str(path)!r} is not an mfnet_zoo training checkpoint (no model_name/state_dict)")
+    model = create_model(checkpoint["model_name"], **checkpoint["model_args"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device), checkpoint
+
+
+class Trainer:
+    """Runs ``cfg.epochs`` epochs: warm-up switch, poly LR per iteration, evaluation, logs and checkpoints.
+
+    Writes to ``out_dir``: ``metrics.jsonl`` (one line per epoch), ``curves.png`` (loss, mIoU,
+    fwIoU per epoch, like the paper's Figures 8-10), ``last.pt`` and ``best.pt`` (atomically;
+    model name, constructor arguments, weights, optimizer state; load with weights_only=True).
+    """
+
+    def __init__(self, model: SegmentationModel, train_loader: DataLoader, val_loader: DataLoader | None,
+                 cfg: TrainConfig, out_dir: str | Path, *, device: torch.device | str = "cpu",
+                 criterion: SegmentationLoss | None = None, class_names: Sequence[str] | None = None,
+                 progress: bool = True) -> None:
+        self.model, self.cfg = model, cfg
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.device = torch.device(device)
+        self.out_dir = Path(out_dir)
+        self.class_names = list(class_names) if class_names is not None else None
+        self.progress = progress
+        self.criterion = criterion or SegmentationLoss(reconstruction_weight=cfg.reconstruction_weight,
+                                                       mode="binary" if model.num_classes == 1 else "multiclass",
+                                                       batch_average=cfg.batch_average)
+        if cfg.freeze_encoder:
+            model.encoder.requires_grad_(False)
+        self.model.to(self.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(model, cfg)
+        steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
+        self.scheduler = torch.optim.lr_scheduler.PolynomialLR(self.optimizer, total_iters=cfg.epochs * steps_per_epoch,
+                                                               power=cfg.poly_power)
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
+        self.history: list[dict] = []
+        self.best_miou = -1.0
+
+    def _checkpoint(self, name: str, epoch: int) -> None:
+        state = {"model_name": getattr(self.model, "model_name", None),
+                 "model_args": getattr(self.model, "model_args", None),
+                 "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "epoch": epoch, "best_miou": self.best_miou,
+                 "config": dataclasses.asdict(self.cfg)}
+        with atomic_path(self.out_dir / name) as tmp:
+            torch.save(state, tmp)
+
+    def fit(self) -> list[dict]:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        cfg = self.cfg
+        log = self.out_dir / "metrics.jsonl"
+        log.write_text("")
+        for epoch in range(cfg.epochs):
+            set_context_enabled(self.model, epoch >= cfg.context_warmup_epochs)
+            train = train_one_epoch(self.model, self.train_loader, self.criterion, self.optimizer, self.scheduler,
+                                    device=self.device, amp=cfg.amp, scaler=self.scaler,
+                                    grad_accum_steps=cfg.grad_accum_steps, clip_grad_norm=cfg.clip_grad_norm,
+                                    channels_last=cfg.channels_last, freeze_encoder=cfg.freeze_encoder,
+                                    progress=self.progress, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+            record: dict[str, Any] = {"epoch": epoch + 1, "train": train}
+            if self.val_loader is not None:
+                record["val"] = evaluate(self.model, self.val_loader, self.model.num_classes, device=self.device,
+                                         amp=cfg.amp, channels_last=cfg.channels_last, progress=self.progress)
+            self.history.append(record)
+            with log.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            miou = record.get("val", {}).get("mIoU", -1.0)
+            improved = miou > self.best_miou
+            self.best_miou = max(self.best_miou, miou)
+            self._checkpoint("last.pt", epoch + 1)
+            if improved:
+                self._checkpoint("best.pt", epoch + 1)
+            _write_curves(self.out_dir / "curves.png", self.history)
+        return self.history
