@@ -55,6 +55,109 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import format_iou_table, run_demo
+
+    result = run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=not args.no_progress)
+    print(format_iou_table(result["classes"], result["metrics"]))
+    print(f"\nmIoU {result['metrics']['mIoU']:.3f} on {result['val_images']} held-out scenes after "
+          f"{result['epochs']} epochs ({result['seconds']:.0f} s); curves, predictions and checkpoints in {args.out}/")
+    return 0
+
+
+DATA_CHOICES = ("synthetic", "folder", "voc", "voc-aug")
+
+
+def _device(name: str):
+    import torch
+
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+def _dataset(args: argparse.Namespace, split: str, transforms):
+    """The dataset named by --data for ``split`` ('train' or 'val'), and its class names."""
+    from . import data
+
+    if args.data == "synthetic":
+        ds = data.SyntheticShapes(args.synthetic_size if split == "train" else max(args.synthetic_size // 8, 16),
+                                  args.image_size, seed=0 if split == "train" else 1, transforms=transforms)
+        return ds, list(ds.classes)
+    if args.data_root is None:
+        raise ValueError(f"--data {args.data} needs --data-root")
+    if args.data == "folder":
+        ds = data.FolderDataset(args.data_root, split, transforms=transforms, num_classes=args.num_classes)
+        return ds, ds.classes or [str(i) for i in range(ds.num_classes or args.num_classes)]
+    if args.data == "voc-aug" and split == "train":
+        if args.sbd_root is None:
+            raise ValueError("--data voc-aug needs --sbd-root (the SBD 'benchmark_RELEASE/dataset' folder)")
+        return data.VOCAugSegmentation(args.data_root, args.sbd_root, args.download, transforms), list(data.VOC_CLASSES)
+    return data.VOCSegmentation(args.data_root, split, args.download, transforms), list(data.VOC_CLASSES)
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", choices=DATA_CHOICES, default="synthetic")
+    p.add_argument("--data-root", help="dataset folder (VOC: the folder holding VOCdevkit/)")
+    p.add_argument("--sbd-root", help="SBD folder (img/, cls/, train.txt, val.txt) for --data voc-aug")
+    p.add_argument("--download", action="store_true", help="let torchvision download VOC / SBD")
+    p.add_argument("--synthetic-size", type=int, default=1600, help="training scenes for --data synthetic")
+    p.add_argument("--image-size", type=int, default=64, help="scene size for --data synthetic")
+    p.add_argument("--batch-size", type=int, help="default: the preset's")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"))
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+
+    from .data import eval_transforms, train_transforms
+    from .demo import format_iou_table
+    from .train import PRESETS, Trainer, seed_everything
+
+    changes = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
+                                 ("crop_size", args.crop_size), ("amp", args.amp), ("seed", args.seed)) if v is not None}
+    if args.channels_last:
+        changes["channels_last"] = True
+    cfg = PRESETS[args.preset].replace(**changes)
+    generator = seed_everything(cfg.seed)
+    train_set, classes = _dataset(args, "train", train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip))
+    val_set, _ = _dataset(args, "val", eval_transforms())
+    model_kwargs = {"encoder": args.encoder} if args.encoder else {}
+    model = create_model(args.model, num_classes=args.num_classes or len(classes),
+                         encoder_weights=args.encoder_weights, output_stride=args.output_stride, **model_kwargs)
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                              num_workers=args.workers, generator=generator, persistent_workers=args.workers > 0)
+    val_loader = DataLoader(val_set, batch_size=1 if args.data in ("voc", "voc-aug") else cfg.batch_size,
+                            num_workers=args.workers)
+    history = Trainer(model, train_loader, val_loader, cfg, args.out, device=_device(args.device),
+                      class_names=classes, progress=not args.no_progress).fit()
+    print(format_iou_table(classes, history[-1]["val"]))
+    print(f"checkpoints, metrics.jsonl and curves.png in {args.out}/")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+
+    from .data import eval_transforms
+    from .demo import format_iou_table
+    from .train import evaluate, load_checkpoint
+
+    device = _device(args.device)
+    model, _ = load_checkpoint(args.checkpoint, device)
+    if args.channels_last:
+        model.to(memory_format=__import__("torch").channels_last)
+    dataset, classes = _dataset(args, args.split, eval_transforms())
+    loader = DataLoader(dataset, batch_size=1 if args.data in ("voc", "voc-aug") else (args.batch_size or 8),
+                        num_workers=args.workers)
+    metrics = evaluate(model, loader, model.num_classes, device=device, amp=args.amp or "none",
+                       channels_last=args.channels_last, progress=not args.no_progress)
+    print(json.dumps(metrics, indent=2) if args.json else format_iou_table(classes, metrics))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mfnet-zoo", description=__doc__)
     parser.add_argument("--version", action="version", version=f"mfnet-zoo {__version__}")
@@ -69,6 +172,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-macs", action="store_true", help="skip the MAC count (one forward pass)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_info)
+    p = sub.add_parser("train", help="train a model with a recipe preset (paper or default)")
+    p.add_argument("model", help="registered model name, e.g. mfnet_r50")
+    p.add_argument("--preset", choices=("default", "paper"), default="default")
+    p.add_argument("--encoder", help="timm encoder for the generic families (mfnet, deeplabv3plus, emanet)")
+    p.add_argument("--encoder-weights", help="timm pretrained tag for the encoder, e.g. tv_in1k")
+    p.add_argument("--num-classes", type=int, help="default: the dataset's")
+    p.add_argument("--output-stride", type=int, default=16)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--crop-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", default="runs/train")
+    _add_data_args(p)
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("eval", help="evaluate a training checkpoint (mIoU, fwIoU, per-class IoU)")
+    p.add_argument("checkpoint", help="last.pt / best.pt written by mfnet-zoo train")
+    p.add_argument("--split", default="val")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--json", action="store_true")
+    _add_data_args(p)
+    p.set_defaults(func=_cmd_eval)
+    p = sub.add_parser("demo", help="train and evaluate a small MFNet on built-in synthetic scenes (CPU, ~2 min)")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--epochs", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 
@@ -76,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError) as e:  # user mistakes: a message, not a traceback
+    except (ValueError, TypeError, FileNotFoundError, NotImplementedError) as e:  # user mistakes: no traceback
         print(f"mfnet-zoo: error: {e}", file=sys.stderr)
         return 2
 

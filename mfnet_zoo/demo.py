@@ -1,0 +1,69 @@
+"""The built-in demo: train a small MFNet on synthetic scenes on the CPU, evaluate, write pictures.
+
+Everything is real (data rendered here, the library's own engine and metrics); only the sizes
+are small: a 0.6M-parameter timm encoder at 64 x 64 trains in about two minutes on 2 cores.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ._factory import create_model
+from ._io import atomic_path
+from .data import IMAGENET_MEAN, IMAGENET_STD, SYNTHETIC_CLASSES, SyntheticShapes, eval_transforms, train_transforms
+from .train import PRESETS, Trainer, seed_everything
+from .visualize import save_panels
+
+__all__ = ["DEMO_CONFIG", "run_demo", "format_iou_table"]
+
+# the demo's recipe: our default with AdamW (faster from scratch than SGD), one LR for all, flips only
+DEMO_CONFIG = PRESETS["default"].replace(epochs=16, batch_size=8, optimizer="adamw", lr=4e-3, weight_decay=1e-4,
+                                         head_lr_mult=1.0, channels_last=True, crop_size=64, scale_range=None)
+
+
+def format_iou_table(class_names: list[str], metrics: dict) -> str:
+    """A markdown table of per-class IoU plus mIoU, fwIoU and pixel accuracy."""
+    lines = ["| class | IoU |", "|---|---:|"]
+    for name, iou in zip(class_names, metrics["per_class_iou"]):
+        lines.append(f"| {name} | {'-' if iou is None else f'{iou:.3f}'} |")
+    for key in ("mIoU", "fwIoU", "pixel_acc"):
+        lines.append(f"| **{key}** | **{metrics[key]:.3f}** |")
+    return "\n".join(lines)
+
+
+def run_demo(out_dir: str | Path = "runs/demo", epochs: int = DEMO_CONFIG.epochs, train_size: int = 1600,
+             val_size: int = 200, image_size: int = 64, seed: int = 0, progress: bool = True) -> dict:
+    """Train ``mfnet`` (test_resnet encoder, output stride 8) on synthetic scenes; returns the val metrics.
+
+    Writes ``metrics.jsonl``, ``curves.png``, ``last.pt``/``best.pt``, ``predictions.png``
+    (image | ground truth | prediction) and ``results.json`` into ``out_dir``.
+    """
+    start = time.perf_counter()
+    cfg = DEMO_CONFIG.replace(epochs=epochs, crop_size=image_size, seed=seed)
+    generator = seed_everything(cfg.seed)
+    train_set = SyntheticShapes(train_size, image_size, seed=seed,
+                                transforms=train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip))
+    val_set = SyntheticShapes(val_size, image_size, seed=seed + 1, transforms=eval_transforms())
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator)
+    val_loader = DataLoader(val_set, batch_size=50)
+    stride = 8
+    model = create_model("mfnet", encoder="test_resnet", num_classes=len(SYNTHETIC_CLASSES), output_stride=stride,
+                         base_size=(image_size // stride, image_size // stride), decoder_channels=64)
+    out_dir = Path(out_dir)
+    trainer = Trainer(model, train_loader, val_loader, cfg, out_dir, class_names=list(SYNTHETIC_CLASSES),
+                      progress=progress)
+    history = trainer.fit()
+    metrics = history[-1]["val"]
+    images, masks = next(iter(DataLoader(val_set, batch_size=8)))
+    save_panels(out_dir / "predictions.png", images, masks, model.predict(images.contiguous(memory_format=torch.channels_last)),
+                IMAGENET_MEAN, IMAGENET_STD)
+    result = {"model": "mfnet", "encoder": "test_resnet", "classes": list(SYNTHETIC_CLASSES), "metrics": metrics,
+              "epochs": epochs, "train_images": train_size, "val_images": val_size, "image_size": image_size,
+              "seconds": round(time.perf_counter() - start, 1)}
+    with atomic_path(out_dir / "results.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,27 @@
+"""The README's main job: `mfnet-zoo demo`."""
+import json
+
+import pytest
+
+from mfnet_zoo.cli import main
+from mfnet_zoo.demo import run_demo
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_smoke_writes_every_artifact(tmp_path):
+    result = run_demo(tmp_path, epochs=1, train_size=16, val_size=8, image_size=32, progress=False)
+    assert set(result["metrics"]) >= {"mIoU", "fwIoU", "per_class_iou"}
+    for name in ("predictions.png", "curves.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG
+    assert json.loads((tmp_path / "results.json").read_text())["epochs"] == 1
+    assert (tmp_path / "best.pt").is_file() and (tmp_path / "last.pt").is_file()
+
+
+@pytest.mark.slow
+def test_full_demo_reaches_the_promised_miou(tmp_path, capsys):
+    # the README command as users run it: about 2.5 minutes on 2 CPU cores
+    assert main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["metrics"]["mIoU"] >= 0.6
+    assert "| **mIoU** |" in capsys.readouterr().out
