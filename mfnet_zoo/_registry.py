@@ -6,12 +6,14 @@ import fnmatch
 import sys
 from collections.abc import Callable, Iterable
 
-__all__ = ["register_model", "list_models", "is_model", "model_entrypoint", "list_pretrained_tags",
-           "split_model_name_tag"]
+from ._pretrained import PretrainedCfg
+
+__all__ = ["register_model", "register_pretrained_cfgs", "list_models", "is_model", "model_entrypoint",
+           "list_pretrained_tags", "get_pretrained_cfg", "split_model_name_tag"]
 
 _model_entrypoints: dict[str, Callable] = {}
 _model_to_module: dict[str, str] = {}
-_model_pretrained_tags: dict[str, list[str]] = {}  # the first tag is the default
+_model_pretrained_cfgs: dict[str, dict[str, PretrainedCfg]] = {}  # name -> tag -> cfg; the first tag is the default
 
 
 def register_model(fn: Callable) -> Callable:
@@ -27,9 +29,16 @@ def register_model(fn: Callable) -> Callable:
     return fn
 
 
-def register_pretrained_tags(name: str, tags: Iterable[str]) -> None:
-    """Declare the pretrained tags of a registered model (``name.tag``); the first is the default."""
-    _model_pretrained_tags[name] = list(tags)
+def register_pretrained_cfgs(cfgs: dict[str, PretrainedCfg]) -> None:
+    """Declare pretrained tags, ``{"name.tag": PretrainedCfg(...)}``; a model's first tag is its default.
+
+    Register a tag only when its weights exist.
+    """
+    for full_name, cfg in cfgs.items():
+        name, tag = split_model_name_tag(full_name)
+        if not tag:
+            raise ValueError(f"pretrained config name must be 'arch.tag', got {full_name!r}")
+        _model_pretrained_cfgs.setdefault(name, {})[tag] = cfg.replace(tag=tag)
 
 
 def split_model_name_tag(model_name: str) -> tuple[str, str]:
@@ -44,13 +53,22 @@ def list_models(pattern: str | Iterable[str] = "*", pretrained: bool = False) ->
     With ``pretrained=True`` only models with pretrained weights are listed, as ``name.tag``.
     """
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-    names = ([f"{n}.{t}" for n in _model_entrypoints for t in _model_pretrained_tags.get(n, [])]
+    names = ([f"{n}.{t}" for n in _model_entrypoints for t in _model_pretrained_cfgs.get(n, {})]
              if pretrained else list(_model_entrypoints))
     return sorted({n for n in names for p in patterns if fnmatch.fnmatchcase(n, p)})
 
 
 def list_pretrained_tags(model_name: str) -> list[str]:
-    return list(_model_pretrained_tags.get(split_model_name_tag(model_name)[0], []))
+    """Tags of ``model_name``, the default first."""
+    return list(_model_pretrained_cfgs.get(split_model_name_tag(model_name)[0], {}))
+
+
+def get_pretrained_cfg(model_name: str, tag: str = "") -> PretrainedCfg | None:
+    """The config of ``model_name.tag`` (``tag`` empty: the default tag), or None if there is none."""
+    name, name_tag = split_model_name_tag(model_name)
+    cfgs = _model_pretrained_cfgs.get(name, {})
+    tag = tag or name_tag or next(iter(cfgs), "")
+    return cfgs.get(tag)
 
 
 def is_model(model_name: str) -> bool:
