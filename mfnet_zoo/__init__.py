@@ -1,11 +1,15 @@
 """mfnet_zoo: segmentation models with low-rank factorization context (MFNet) and its baselines."""
 from ._factory import create_model
-from ._registry import is_model, list_models, list_pretrained_tags, model_entrypoint, register_model
+from ._pretrained import PretrainedCfg, resolve_data_config
+from ._registry import (get_pretrained_cfg, is_model, list_models, list_pretrained_tags, model_entrypoint,
+                        register_model, register_pretrained_cfgs)
 from .layers import (ASPP, ClassifierDecoder, DeepLabV3PlusDecoder, EMAContext, EMAUnit, FactorizationContext,
                      Reconstruction)
 from .losses import SegmentationLoss
 from .models import SegmentationModel, SegmentationOutput, TimmEncoder
 from .version import __version__
+
+from_pretrained = SegmentationModel.from_pretrained
 
 __all__ = [
     "ASPP",
@@ -14,6 +18,7 @@ __all__ = [
     "EMAContext",
     "EMAUnit",
     "FactorizationContext",
+    "PretrainedCfg",
     "Reconstruction",
     "SegmentationLoss",
     "SegmentationModel",
@@ -21,9 +26,13 @@ __all__ = [
     "TimmEncoder",
     "__version__",
     "create_model",
+    "from_pretrained",
+    "get_pretrained_cfg",
     "is_model",
     "list_models",
     "list_pretrained_tags",
     "model_entrypoint",
     "register_model",
+    "register_pretrained_cfgs",
+    "resolve_data_config",
 ]

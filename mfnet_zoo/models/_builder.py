@@ -7,6 +7,9 @@ from typing import Any
 
 from torch import nn
 
+from .. import hub
+from .._pretrained import PretrainedCfg
+from .._registry import get_pretrained_cfg, list_models
 from .encoder import TimmEncoder
 from .segmentation import SegmentationModel
 
@@ -16,19 +19,18 @@ __all__ = ["build_segmentation_model", "build_variant", "COMMON_ARGS"]
 HeadFn = Callable[..., tuple[nn.Module, nn.Module]]
 
 COMMON_ARGS = ("num_classes", "encoder", "encoder_weights", "output_stride", "in_chans", "multi_grid",
-               "encoder_kwargs")
+               "encoder_kwargs", "pretrained_tag", "pretrained_cfg_overlay", "strict")
 
 
-def head_args(head_fn: HeadFn) -> list[str]:
-    """The block options a family's head function takes (everything after encoder, num_classes)."""
-    return [p.name for p in inspect.signature(head_fn).parameters.values()
-            if p.kind is p.KEYWORD_ONLY]
+def head_defaults(head_fn: HeadFn) -> dict[str, Any]:
+    """The block options a family's head function takes (its keyword-only arguments) and their defaults."""
+    return {p.name: p.default for p in inspect.signature(head_fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
 
 
 def build_segmentation_model(
     head_fn: HeadFn,
     model_name: str,
-    pretrained: bool = False,
+    pretrained: bool | str = False,
     *,
     encoder: str,
     num_classes: int = 21,
@@ -37,37 +39,53 @@ def build_segmentation_model(
     in_chans: int = 3,
     multi_grid: Sequence[int] | None = None,
     encoder_kwargs: dict[str, Any] | None = None,
+    pretrained_tag: str = "",
+    pretrained_cfg_overlay: dict[str, Any] | None = None,
+    strict: bool = False,
     **kwargs: Any,
 ) -> SegmentationModel:
-    """Build ``model_name`` from a timm encoder and the family's ``head_fn``.
+    """Build ``model_name`` from a timm encoder and the family's ``head_fn``, then load weights.
 
+    ``pretrained``: False, True (the tag's weights; ``pretrained_tag`` or the default tag),
+    ``"hf-hub:org/repo[@revision]"`` or a local directory / .safetensors file.
     ``encoder_weights``: None/False (random), True (timm's default pretrained tag) or a timm
     tag such as ``"tv_in1k"``. Unknown keyword arguments raise TypeError naming the valid ones.
     """
-    valid = head_args(head_fn)
-    unknown = sorted(set(kwargs) - set(valid))
+    defaults = head_defaults(head_fn)
+    unknown = sorted(set(kwargs) - set(defaults))
     if unknown:
         raise TypeError(f"{model_name}() got unexpected keyword argument(s) {unknown}; "
-                        f"valid: {sorted(set(COMMON_ARGS) | set(valid))}")
-    if pretrained:
-        raise NotImplementedError(
-            f"pretrained weights for {model_name!r} are not published yet; use encoder_weights=True "
-            f"(ImageNet weights for the encoder, from timm) with pretrained=False")
+                        f"valid: {sorted(set(COMMON_ARGS) | set(defaults))}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    cfg = get_pretrained_cfg(model_name, pretrained_tag) or PretrainedCfg()
+    if pretrained_cfg_overlay:
+        cfg = cfg.replace(**pretrained_cfg_overlay)
+    if pretrained is True and not cfg.has_weights:
+        raise ValueError(f"{model_name!r} has no pretrained weights; models with weights: "
+                         f"{list_models(pretrained=True)}. For ImageNet encoder weights only, use "
+                         f"encoder_weights=True; for your own file, pretrained='path/to/model.safetensors'")
+    if pretrained is True and cfg.encoder_weights:
+        encoder_weights = cfg.encoder_weights
     if isinstance(encoder_weights, str):
-        encoder, encoder_pretrained = f"{encoder.split('.')[0]}.{encoder_weights}", True
+        arch, _, tag = encoder_weights.rpartition(".")
+        if arch and arch != encoder.split(".")[0]:
+            raise ValueError(f"encoder_weights={encoder_weights!r} are for {arch!r}, the encoder is {encoder!r}")
+        encoder, encoder_pretrained = f"{encoder.split('.')[0]}.{tag}", True
     else:
         encoder_pretrained = bool(encoder_weights)
     timm_encoder = TimmEncoder(encoder, pretrained=encoder_pretrained, output_stride=output_stride,
                                in_chans=in_chans, multi_grid=multi_grid, **(encoder_kwargs or {}))
     context, decoder = head_fn(timm_encoder, num_classes, **kwargs)
     model = SegmentationModel(timm_encoder, context, decoder)
-    # enough to rebuild the architecture (checkpoints, configs); weights come separately
+    # every constructor argument, defaults included: enough to rebuild the architecture (config.json)
     model.model_name = model_name
     model.model_args = dict(num_classes=num_classes, encoder=encoder.split(".")[0], output_stride=output_stride,
                             in_chans=in_chans, multi_grid=None if multi_grid is None else tuple(multi_grid),
-                            encoder_kwargs=dict(encoder_kwargs or {}), **kwargs)
+                            encoder_kwargs=dict(encoder_kwargs or {}), **{**defaults, **kwargs})
+    model.pretrained_cfg = cfg
+    if pretrained:
+        hub.load_pretrained(model, pretrained, cfg, strict=strict)
     return model
 
 

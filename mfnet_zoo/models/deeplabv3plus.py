@@ -3,12 +3,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._registry import register_model
+from .._pretrained import encoder_only_cfg
+from .._registry import register_model, register_pretrained_cfgs
 from ..layers import ASPP, DeepLabV3PlusDecoder, atrous_rates_for
 from ._builder import build_segmentation_model, build_variant, require_low_level
 from .encoder import TimmEncoder
 
 __all__: list[str] = []
+
+# the paper's starting point: torchvision's ImageNet ResNets, served by timm on the Hub
+register_pretrained_cfgs({
+    "deeplabv3plus_r50.tv_in1k": encoder_only_cfg("resnet50.tv_in1k", license="bsd-3-clause"),
+    "deeplabv3plus_r101.tv_in1k": encoder_only_cfg("resnet101.tv_in1k", license="bsd-3-clause"),
+})
 
 
 def _deeplabv3plus_head(encoder: TimmEncoder, num_classes: int, *, atrous_rates: Sequence[int] | None = None,

@@ -1,12 +1,19 @@
 """EMANet (Li et al. ICCV 2019): EM attention context + a 1x1 classifier at stride 16."""
 from __future__ import annotations
 
-from .._registry import register_model
+from .._pretrained import encoder_only_cfg
+from .._registry import register_model, register_pretrained_cfgs
 from ..layers import ClassifierDecoder, EMAContext
 from ._builder import build_segmentation_model, build_variant
 from .encoder import TimmEncoder
 
 __all__: list[str] = []
+
+# the paper's starting point: torchvision's ImageNet ResNets, served by timm on the Hub
+register_pretrained_cfgs({
+    "emanet_r50.tv_in1k": encoder_only_cfg("resnet50.tv_in1k", license="bsd-3-clause"),
+    "emanet_r101.tv_in1k": encoder_only_cfg("resnet101.tv_in1k", license="bsd-3-clause"),
+})
 
 
 def _emanet_head(encoder: TimmEncoder, num_classes: int, *, k: int = 64, stages: int = 3,

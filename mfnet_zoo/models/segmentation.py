@@ -1,12 +1,18 @@
 """One segmentation model for every architecture: encoder -> context -> decoder -> upsample."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from torch import nn
 
+from .. import hub
+from .._pretrained import PretrainedCfg
 from ..layers.factorization import Reconstruction
 from .encoder import TimmEncoder
 
@@ -35,7 +41,8 @@ def _is_tracing() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
 
 
-class SegmentationModel(nn.Module):
+class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo",
+                        tags=["image-segmentation", "mfnet_zoo"]):
     """Encoder -> context -> decoder (with its classifier) -> bilinear upsampling to the input.
 
     Args:
@@ -48,6 +55,10 @@ class SegmentationModel(nn.Module):
 
     forward(x: B x in_chans x H x W, float) -> :class:`SegmentationOutput`. Any H, W >= the
     output stride works, multiples of 32 or not.
+
+    ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` come from huggingface_hub's
+    ``PyTorchModelHubMixin``: ``model.safetensors`` + ``config.json`` (registry name and
+    constructor arguments, see :func:`mfnet_zoo.hub.hub_config`) + a model card.
     """
 
     def __init__(self, encoder: TimmEncoder, context: nn.Module, decoder: nn.Module) -> None:
@@ -55,6 +66,9 @@ class SegmentationModel(nn.Module):
         self.encoder = encoder
         self.context = context
         self.decoder = decoder
+        self.pretrained_cfg = PretrainedCfg()
+        self.model_name: str | None = None  # set by the registry's builder
+        self.model_args: dict[str, Any] = {}
 
     @property
     def num_classes(self) -> int:
@@ -106,6 +120,52 @@ class SegmentationModel(nn.Module):
         # align_corners=True as the paper's code, for weight compatibility
         logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=True)
         return SegmentationOutput(logits, features, reconstruction)
+
+    # -- Hugging Face Hub (PyTorchModelHubMixin) ------------------------------------------------
+    def save_pretrained(self, save_directory: str | Path, *, config: dict | None = None, **kwargs: Any):
+        """Write model.safetensors, config.json and README.md (model card) to ``save_directory``."""
+        self._require_registered()
+        return super().save_pretrained(save_directory, config=config or hub.hub_config(self), **kwargs)
+
+    def push_to_hub(self, repo_id: str, *, config: dict | None = None, model_card_kwargs: dict | None = None,
+                    **kwargs: Any):
+        """Upload weights, config and model card to ``repo_id`` (``private=``, ``commit_message=``, ...)."""
+        self._require_registered()
+        card = {"repo_id": repo_id, **(model_card_kwargs or {})}
+        return super().push_to_hub(repo_id, config=config or hub.hub_config(self), model_card_kwargs=card, **kwargs)
+
+    def _require_registered(self) -> None:
+        if not self.model_name:
+            raise ValueError("save_pretrained/push_to_hub need a model built by create_model (its name and "
+                             "arguments go into config.json); for a hand-assembled model save state_dict() "
+                             "with mfnet_zoo.hub.write_safetensors")
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        hub.write_safetensors(self.state_dict(), Path(save_directory) / hub.WEIGHTS_NAME,
+                              metadata={"architecture": self.model_name})
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
+                         force_download: bool, local_files_only: bool, token: str | bool | None,
+                         config: dict | None = None, map_location: str = "cpu", strict: bool = False,
+                         **model_args: Any) -> SegmentationModel:
+        if config is None:
+            raise FileNotFoundError(f"{model_id!r} has no readable {hub.CONFIG_NAME}; is it an mfnet_zoo model "
+                                    f"saved with save_pretrained?")
+        if model_args:  # e.g. num_classes=5: a new head, the rest loaded
+            config = {**config, "model_args": {**config.get("model_args", {}), **model_args}}
+        model = hub.model_from_config(config)
+        if os.path.isdir(model_id):
+            path = Path(model_id) / hub.WEIGHTS_NAME
+        else:
+            path = hub.download_file(model_id, hub.WEIGHTS_NAME, revision, cache_dir=cache_dir,
+                                     force_download=force_download, local_files_only=local_files_only, token=token)
+        hub.load_weights(model, hub.read_safetensors(path), strict=strict, source=model_id)
+        return model.to(map_location)
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        """Model card (``repo_id``, ``metrics``, ``dataset``, ``license`` may be given)."""
+        return hub.model_card(self, **kwargs)
 
     @torch.inference_mode()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
