@@ -15,7 +15,8 @@ def test_list_models_and_wildcards():
     assert list_models("mfnet*") == ["mfnet", "mfnet_r101", "mfnet_r50"]
     assert list_models(["*_r50", "emanet"]) == ["deeplabv3plus_r50", "emanet", "emanet_r50", "mfnet_r50"]
     assert list_models("nothing*") == []
-    assert list_models(pretrained=True) == []  # no weights are published yet
+    assert list_models("mfnet*", pretrained=True) == ["mfnet_r101.tv_in1k", "mfnet_r50.tv_in1k"]
+    assert len(list_models(pretrained=True)) == 6  # ImageNet encoder tags only, until VOC weights are published
 
 
 def test_is_model_entrypoint_and_tags():
@@ -81,11 +82,15 @@ def test_bad_values_raise_value_error(kwargs, match):
         create_model("mfnet", encoder="test_resnet", **kwargs)
 
 
-def test_pretrained_and_tags_until_weights_exist():
-    with pytest.raises(NotImplementedError, match="not published yet.*encoder_weights=True"):
-        create_model("mfnet_r50", pretrained=True)
-    with pytest.raises(ValueError, match=r"unknown pretrained tag 'voc_aug' for 'mfnet_r50'; available: \[\]"):
+def test_pretrained_errors_and_tags():
+    with pytest.raises(ValueError, match="'mfnet' has no pretrained weights; models with weights: .*encoder_weights=True"):
+        create_model("mfnet", encoder="test_resnet", pretrained=True)
+    with pytest.raises(ValueError, match=r"unknown pretrained tag 'voc_aug' for 'mfnet_r50'; available: \['tv_in1k'\]"):
         create_model("mfnet_r50.voc_aug")
+    model = create_model("mfnet_r50.tv_in1k")  # a tag without pretrained=True only names the config
+    assert model.pretrained_cfg.encoder_weights == "resnet50.tv_in1k"
+    with pytest.raises(ValueError, match="encoder_weights='resnet18.a1_in1k' are for 'resnet18'"):
+        create_model("mfnet", encoder="test_resnet", encoder_weights="resnet18.a1_in1k")
 
 
 def test_register_model_adds_a_family_in_a_few_lines():

@@ -1,0 +1,241 @@
+"""Weights: Hub downloads through huggingface_hub's real code against a local server, cache and
+offline use, save/from_pretrained/push_to_hub, model cards, safetensors-only loading, torch.hub."""
+import json
+import shutil
+import types
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+import timm
+import torch
+from huggingface_hub import constants
+from safetensors.torch import save_file
+
+import mfnet_zoo
+from mfnet_zoo import create_model, from_pretrained, register_pretrained_cfgs, resolve_data_config
+from mfnet_zoo import _registry
+from mfnet_zoo._pretrained import PretrainedCfg, encoder_only_cfg
+from mfnet_zoo.hub import read_safetensors
+
+from .conftest import randomize_bn_stats
+from .mock_hub import MockHub
+from .test_models import TINY, TINY_IDS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """huggingface_hub pointed at a local MockHub, with an empty cache of its own."""
+    with MockHub() as server:
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        yield server
+
+
+def offline(monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture
+def temporary_tags():
+    added = []
+
+    def register(cfgs):
+        register_pretrained_cfgs(cfgs)
+        added.extend(cfgs)
+
+    yield register
+    for full_name in added:
+        name, tag = full_name.split(".", 1)
+        _registry._model_pretrained_cfgs[name].pop(tag)
+        if not _registry._model_pretrained_cfgs[name]:
+            del _registry._model_pretrained_cfgs[name]
+
+
+def tiny(name="mfnet", **kwargs):
+    model = create_model(name, encoder="test_resnet", num_classes=3, **kwargs).eval()
+    randomize_bn_stats(model)
+    return model
+
+
+def serve_timm_weights(server, tmp_path, timm_name):
+    """Put (random) weights in timm's own Hub layout: timm/<arch.tag>/model.safetensors."""
+    arch = timm_name.split(".")[0]
+    state = {k: v.contiguous() for k, v in timm.create_model(arch).state_dict().items()}
+    save_file(state, tmp_path / "timm.safetensors")
+    server.files[(f"timm/{timm_name}", "model.safetensors")] = (tmp_path / "timm.safetensors").read_bytes()
+    return state
+
+
+def test_encoder_weights_come_through_timm_and_the_hub_cache(hub, tmp_path, monkeypatch):
+    served = serve_timm_weights(hub, tmp_path, "test_resnet.r160_in1k")
+    model = create_model("mfnet", encoder="test_resnet", encoder_weights="r160_in1k")
+    encoder_state = model.encoder.model.state_dict()
+    assert all(torch.equal(encoder_state[k], served[k]) for k in encoder_state)
+    assert ("GET", "/timm/test_resnet.r160_in1k/resolve/main/model.safetensors") in hub.requests
+    offline(monkeypatch)
+    hub.requests.clear()
+    again = create_model("mfnet", encoder="test_resnet", encoder_weights="r160_in1k")  # from the cache
+    assert hub.requests == []
+    assert all(torch.equal(v, served[k]) for k, v in again.encoder.model.state_dict().items())
+
+
+def test_encoder_only_tag_warns_that_the_head_is_new(hub, tmp_path, temporary_tags):
+    serve_timm_weights(hub, tmp_path, "test_resnet.r160_in1k")
+    temporary_tags({"mfnet.test_in1k": encoder_only_cfg("test_resnet.r160_in1k")})
+    assert "mfnet.test_in1k" in mfnet_zoo.list_models("mfnet*", pretrained=True)
+    with pytest.warns(UserWarning, match="encoder weights from timm .*newly initialised"):
+        model = create_model("mfnet.test_in1k", encoder="test_resnet", pretrained=True)
+    assert model.pretrained_cfg.tag == "test_in1k"
+
+
+@pytest.mark.slow
+def test_paper_tag_mfnet_r50_tv_in1k(hub, tmp_path):
+    served = serve_timm_weights(hub, tmp_path, "resnet50.tv_in1k")
+    with pytest.warns(UserWarning, match="mfnet_r50.tv_in1k: encoder weights from timm"):
+        model = create_model("mfnet_r50", pretrained=True)  # the default tag
+    assert torch.equal(model.encoder.model.layer4[2].conv3.weight, served["layer4.2.conv3.weight"])
+    assert [b.conv2.dilation[0] for b in model.encoder.model.layer4] == [2, 4, 8]
+
+
+def test_whole_model_weights_from_the_hub_then_offline(hub, tmp_path, monkeypatch, temporary_tags):
+    source = tiny()
+    source.save_pretrained(tmp_path / "saved")
+    hub.add_folder("org/mfnet-tiny", tmp_path / "saved")
+    x = torch.randn(1, 3, 64, 64)
+    expected = source(x).logits
+
+    loaded = create_model("mfnet", encoder="test_resnet", num_classes=3, pretrained="hf-hub:org/mfnet-tiny").eval()
+    torch.testing.assert_close(loaded(x).logits, expected, rtol=0, atol=0)
+    rebuilt = from_pretrained("org/mfnet-tiny").eval()
+    torch.testing.assert_close(rebuilt(x).logits, expected, rtol=0, atol=0)
+
+    temporary_tags({"mfnet.tiny_hub": PretrainedCfg(hf_hub_id="org/mfnet-tiny", num_classes=3)})
+    offline(monkeypatch)
+    hub.requests.clear()
+    cached = create_model("mfnet.tiny_hub", encoder="test_resnet", num_classes=3, pretrained=True).eval()
+    torch.testing.assert_close(cached(x).logits, expected, rtol=0, atol=0)
+    assert hub.requests == []  # offline: the cache only
+
+
+def test_no_network_and_no_cache_names_repo_file_and_remedy(hub, monkeypatch, temporary_tags):
+    temporary_tags({"mfnet.absent": PretrainedCfg(hf_hub_id="org/absent", num_classes=3)})
+    offline(monkeypatch)
+    with pytest.raises(FileNotFoundError, match=r"'model.safetensors' of Hub repo 'org/absent' is not in the local "
+                                                r"cache.*pretrained='path/to/model.safetensors'.*pretrained_cfg_overlay"):
+        create_model("mfnet.absent", encoder="test_resnet", num_classes=3, pretrained=True)
+
+
+def test_missing_repo_and_pickle_only_repo(hub, tmp_path):
+    with pytest.raises(FileNotFoundError, match="Hub repo 'org/nothing' does not exist"):
+        create_model("mfnet", encoder="test_resnet", pretrained="hf-hub:org/nothing")
+    hub.files[("org/pickled", "pytorch_model.bin")] = b"pickle"
+    with pytest.raises(FileNotFoundError, match="'org/pickled' has no 'model.safetensors' .*only safetensors"):
+        create_model("mfnet", encoder="test_resnet", pretrained="hf-hub:org/pickled")
+
+
+def test_local_files_overlay_pickles_and_truncation(tmp_path):
+    source = tiny()
+    source.save_pretrained(tmp_path / "saved")
+    weights = tmp_path / "saved" / "model.safetensors"
+    for pretrained in (str(tmp_path / "saved"), str(weights)):
+        model = create_model("mfnet", encoder="test_resnet", num_classes=3, pretrained=pretrained)
+        assert torch.equal(model.context.Y, source.context.Y)
+    model = create_model("mfnet", encoder="test_resnet", num_classes=3, pretrained=True,
+                         pretrained_cfg_overlay=dict(file=str(weights)))
+    assert torch.equal(model.context.Y, source.context.Y)
+    pickled = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), pickled)
+    with pytest.raises(ValueError, match="refusing to load 'weights.pth': pickled weights"):
+        create_model("mfnet", encoder="test_resnet", num_classes=3, pretrained=str(pickled))
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="truncated.safetensors' is not a readable safetensors file"):
+        create_model("mfnet", encoder="test_resnet", num_classes=3, pretrained=str(truncated))
+
+
+def test_class_count_mismatch_missing_keys_and_shapes(tmp_path):
+    tiny().save_pretrained(tmp_path / "saved")
+    with pytest.warns(UserWarning, match="3-class classifier, the model 5 classes: the classifier is newly"):
+        model = create_model("mfnet", encoder="test_resnet", num_classes=5, pretrained=str(tmp_path / "saved"))
+    assert model.num_classes == 5
+    with pytest.raises(ValueError, match=r"3-class classifier, the model 5 classes \(strict=True\)"):
+        create_model("mfnet", encoder="test_resnet", num_classes=5, pretrained=str(tmp_path / "saved"), strict=True)
+    with pytest.raises(ValueError, match=r"does not match the model: missing keys \['context.bases'\], "
+                                         r"unexpected keys \['context.Y', 'context.Z'\]"):
+        create_model("mfnet", encoder="test_resnet", num_classes=3, mode="nmf", pretrained=str(tmp_path / "saved"))
+    with pytest.raises(ValueError, match=r"wrong shape: \['context.Y: \(96, 64\) vs model \(96, 8\)'"):
+        create_model("mfnet", encoder="test_resnet", num_classes=3, rank=8, pretrained=str(tmp_path / "saved"))
+
+
+@pytest.mark.parametrize("name,kwargs", TINY, ids=TINY_IDS)
+def test_save_from_pretrained_round_trip_every_family(tmp_path, name, kwargs):
+    model = tiny(name, **kwargs)
+    model.pretrained_cfg = model.pretrained_cfg.replace(label_names=("a", "b", "c"))
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["architecture"] == name and config["id2label"] == {"0": "a", "1": "b", "2": "c"}
+    assert config["model_args"]["encoder"] == "test_resnet" and config["library_name"] == "mfnet_zoo"
+    assert set(read_safetensors(tmp_path / "model.safetensors")) == set(model.state_dict())
+    restored = from_pretrained(tmp_path).eval()
+    x = torch.randn(2, 3, 48, 64)
+    torch.testing.assert_close(restored(x).logits, model(x).logits, rtol=0, atol=0)
+    assert restored.pretrained_cfg.label_names == ("a", "b", "c")
+    with pytest.warns(UserWarning, match="classifier is newly initialised"):
+        assert from_pretrained(tmp_path, num_classes=2).num_classes == 2
+
+
+def test_push_to_hub_uploads_weights_config_and_card(tmp_path, monkeypatch, hub):
+    uploaded = tmp_path / "uploaded"
+    calls = {}
+
+    def create_repo(self, repo_id, *, private=None, exist_ok=False, **kwargs):
+        calls["create_repo"] = dict(repo_id=repo_id, private=private, exist_ok=exist_ok)
+        return types.SimpleNamespace(repo_id=repo_id)
+
+    def upload_folder(self, *, repo_id, folder_path, commit_message=None, **kwargs):
+        calls["upload_folder"] = dict(repo_id=repo_id, commit_message=commit_message)
+        shutil.copytree(folder_path, uploaded)
+        return f"{hub.url}/{repo_id}/commit/1"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    model = tiny()
+    model.push_to_hub("me/my-mfnet", private=True, commit_message="first weights",
+                      model_card_kwargs={"metrics": {"mIoU": 0.7021, "fwIoU": 0.9025}, "dataset": "synthetic-shapes"})
+    assert calls["create_repo"]["repo_id"] == "me/my-mfnet" and calls["create_repo"]["private"] is True
+    assert calls["upload_folder"]["commit_message"] == "first weights"
+    assert sorted(p.name for p in uploaded.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    card = (uploaded / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: mfnet_zoo" in card and "- synthetic-shapes" in card
+    assert "| mIoU | 0.7021 |" in card and 'from_pretrained("me/my-mfnet")' in card
+    hub.add_folder("me/my-mfnet", uploaded)
+    x = torch.randn(1, 3, 40, 40)
+    torch.testing.assert_close(from_pretrained("me/my-mfnet").eval()(x).logits, model(x).logits, rtol=0, atol=0)
+
+
+def test_hand_assembled_models_cannot_be_saved_without_a_name(tmp_path):
+    model = mfnet_zoo.SegmentationModel(tiny().encoder, torch.nn.Identity(), tiny().decoder)
+    with pytest.raises(ValueError, match="need a model built by create_model"):
+        model.save_pretrained(tmp_path)
+
+
+def test_resolve_data_config_and_pretrained_cfg():
+    model = tiny()
+    assert resolve_data_config(model) == {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+                                          "input_size": (3, 513, 513)}
+    cfg = mfnet_zoo.get_pretrained_cfg("mfnet_r50")
+    assert cfg.tag == "tv_in1k" and cfg.encoder_weights == "resnet50.tv_in1k" and cfg.license == "bsd-3-clause"
+    with pytest.raises(TypeError, match=r"unknown pretrained config field\(s\) \['fille'\]"):
+        cfg.replace(fille="x")
+
+
+def test_torch_hub_load_from_a_checkout():
+    model = torch.hub.load(str(REPO_ROOT), "mfnet", source="local", encoder="test_resnet", num_classes=2)
+    assert isinstance(model, mfnet_zoo.SegmentationModel) and model.num_classes == 2
+    paper = torch.hub.load(str(REPO_ROOT), "emanet_r50", source="local")
+    assert sum(p.numel() for p in paper.parameters()) == 34_657_621
