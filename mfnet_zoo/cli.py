@@ -112,21 +112,26 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
+    from ._pretrained import resolve_data_config
     from .data import eval_transforms, train_transforms
     from .demo import format_iou_table
     from .train import PRESETS, Trainer, seed_everything
 
-    changes = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
-                                 ("crop_size", args.crop_size), ("amp", args.amp), ("seed", args.seed)) if v is not None}
+    overrides = (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
+                 ("crop_size", args.crop_size), ("amp", args.amp), ("seed", args.seed))
+    changes = {k: v for k, v in overrides if v is not None}
     if args.channels_last:
         changes["channels_last"] = True
     cfg = PRESETS[args.preset].replace(**changes)
     generator = seed_everything(cfg.seed)
-    train_set, classes = _dataset(args, "train", train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip))
-    val_set, _ = _dataset(args, "val", eval_transforms())
+    val_set, classes = _dataset(args, "val", None)
     model_kwargs = {"encoder": args.encoder} if args.encoder else {}
     model = create_model(args.model, num_classes=args.num_classes or len(classes),
                          encoder_weights=args.encoder_weights, output_stride=args.output_stride, **model_kwargs)
+    data_cfg = resolve_data_config(model)  # normalise as the (encoder's) pretrained weights expect
+    train_set, _ = _dataset(args, "train", train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip,
+                                                            mean=data_cfg["mean"], std=data_cfg["std"]))
+    val_set.transforms = eval_transforms(mean=data_cfg["mean"], std=data_cfg["std"])
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                               num_workers=args.workers, generator=generator, persistent_workers=args.workers > 0)
     val_loader = DataLoader(val_set, batch_size=1 if args.data in ("voc", "voc-aug") else cfg.batch_size,
@@ -141,6 +146,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
+    from ._pretrained import resolve_data_config
     from .data import eval_transforms
     from .demo import format_iou_table
     from .train import evaluate, load_checkpoint
@@ -149,7 +155,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     model, _ = load_checkpoint(args.checkpoint, device)
     if args.channels_last:
         model.to(memory_format=__import__("torch").channels_last)
-    dataset, classes = _dataset(args, args.split, eval_transforms())
+    data_cfg = resolve_data_config(model)
+    dataset, classes = _dataset(args, args.split, eval_transforms(mean=data_cfg["mean"], std=data_cfg["std"]))
     loader = DataLoader(dataset, batch_size=1 if args.data in ("voc", "voc-aug") else (args.batch_size or 8),
                         num_workers=args.workers)
     metrics = evaluate(model, loader, model.num_classes, device=device, amp=args.amp or "none",

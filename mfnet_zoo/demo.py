@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader
 
 from ._factory import create_model
 from ._io import atomic_path
-from .data import IMAGENET_MEAN, IMAGENET_STD, SYNTHETIC_CLASSES, SyntheticShapes, eval_transforms, train_transforms
+from ._pretrained import resolve_data_config
+from .data import SYNTHETIC_CLASSES, SyntheticShapes, eval_transforms, train_transforms
 from .train import PRESETS, Trainer, seed_everything
 from .visualize import save_panels
 
@@ -40,27 +41,33 @@ def run_demo(out_dir: str | Path = "runs/demo", epochs: int = DEMO_CONFIG.epochs
     """Train ``mfnet`` (test_resnet encoder, output stride 8) on synthetic scenes; returns the val metrics.
 
     Writes ``metrics.jsonl``, ``curves.png``, ``last.pt``/``best.pt``, ``predictions.png``
-    (image | ground truth | prediction) and ``results.json`` into ``out_dir``.
+    (image | ground truth | prediction), ``results.json`` and ``model/`` (``save_pretrained``:
+    loadable with ``mfnet_zoo.from_pretrained``) into ``out_dir``.
     """
     start = time.perf_counter()
     cfg = DEMO_CONFIG.replace(epochs=epochs, crop_size=image_size, seed=seed)
     generator = seed_everything(cfg.seed)
-    train_set = SyntheticShapes(train_size, image_size, seed=seed,
-                                transforms=train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip))
-    val_set = SyntheticShapes(val_size, image_size, seed=seed + 1, transforms=eval_transforms())
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator)
-    val_loader = DataLoader(val_set, batch_size=50)
     stride = 8
     model = create_model("mfnet", encoder="test_resnet", num_classes=len(SYNTHETIC_CLASSES), output_stride=stride,
                          base_size=(image_size // stride, image_size // stride), decoder_channels=64)
+    data_cfg = resolve_data_config(model)
+    mean, std = data_cfg["mean"], data_cfg["std"]
+    augment = train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip, mean=mean, std=std)
+    train_set = SyntheticShapes(train_size, image_size, seed=seed, transforms=augment)
+    val_set = SyntheticShapes(val_size, image_size, seed=seed + 1, transforms=eval_transforms(mean=mean, std=std))
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator)
+    val_loader = DataLoader(val_set, batch_size=50)
     out_dir = Path(out_dir)
     trainer = Trainer(model, train_loader, val_loader, cfg, out_dir, class_names=list(SYNTHETIC_CLASSES),
                       progress=progress)
     history = trainer.fit()
     metrics = history[-1]["val"]
     images, masks = next(iter(DataLoader(val_set, batch_size=8)))
-    save_panels(out_dir / "predictions.png", images, masks, model.predict(images.contiguous(memory_format=torch.channels_last)),
-                IMAGENET_MEAN, IMAGENET_STD)
+    predictions = model.predict(images.contiguous(memory_format=torch.channels_last))
+    save_panels(out_dir / "predictions.png", images, masks, predictions, mean, std)
+    card_metrics = {k: round(metrics[k], 4) for k in ("mIoU", "fwIoU", "pixel_acc")}
+    model.save_pretrained(out_dir / "model", model_card_kwargs={"metrics": card_metrics,
+                                                                "dataset": "mfnet_zoo synthetic shapes"})
     result = {"model": "mfnet", "encoder": "test_resnet", "classes": list(SYNTHETIC_CLASSES), "metrics": metrics,
               "epochs": epochs, "train_images": train_size, "val_images": val_size, "image_size": image_size,
               "seconds": round(time.perf_counter() - start, 1)}

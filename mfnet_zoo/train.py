@@ -60,7 +60,8 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
-            raise TypeError(f"unknown TrainConfig field(s) {unknown}; valid: {[f.name for f in dataclasses.fields(self)]}")
+            valid = [f.name for f in dataclasses.fields(self)]
+            raise TypeError(f"unknown TrainConfig field(s) {unknown}; valid: {valid}")
         return dataclasses.replace(self, **changes)
 
 
@@ -152,7 +153,8 @@ def _progress(iterable: Iterable, total: int | None, desc: str, enabled: bool):
 
 
 def train_one_epoch(model: SegmentationModel, loader: Iterable, criterion: SegmentationLoss,
-                    optimizer: torch.optim.Optimizer, scheduler: Any | None = None, *, device: torch.device | str = "cpu",
+                    optimizer: torch.optim.Optimizer, scheduler: Any | None = None, *,
+                    device: torch.device | str = "cpu",
                     amp: str = "none", scaler: torch.amp.GradScaler | None = None, grad_accum_steps: int = 1,
                     clip_grad_norm: float | None = None, channels_last: bool = False, freeze_encoder: bool = False,
                     progress: bool = True, desc: str = "train") -> dict[str, float]:
@@ -283,6 +285,8 @@ class Trainer:
         self.device = torch.device(device)
         self.out_dir = Path(out_dir)
         self.class_names = list(class_names) if class_names is not None else None
+        if self.class_names and len(self.class_names) == model.num_classes:  # id2label for save_pretrained
+            model.pretrained_cfg = model.pretrained_cfg.replace(label_names=tuple(self.class_names))
         self.progress = progress
         self.criterion = criterion or SegmentationLoss(reconstruction_weight=cfg.reconstruction_weight,
                                                        mode="binary" if model.num_classes == 1 else "multiclass",

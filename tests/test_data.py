@@ -1,5 +1,4 @@
 """Datasets and transforms: synthetic scenes, folder layout, VOC and SBD train_aug, joint transforms."""
-import math
 
 import numpy as np
 import pytest

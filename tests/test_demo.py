@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from mfnet_zoo import from_pretrained
 from mfnet_zoo.cli import main
 from mfnet_zoo.demo import run_demo
 
@@ -16,6 +17,9 @@ def test_demo_smoke_writes_every_artifact(tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == PNG
     assert json.loads((tmp_path / "results.json").read_text())["epochs"] == 1
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "last.pt").is_file()
+    model = from_pretrained(tmp_path / "model")
+    assert model.pretrained_cfg.label_names[1] == "circle"
+    assert "| mIoU |" in (tmp_path / "model" / "README.md").read_text()
 
 
 @pytest.mark.slow

@@ -78,7 +78,8 @@ class VOCAugSegmentation(Dataset):
         items: dict[str, tuple[str, str, bool]] = {}  # id -> (image, mask, is_sbd)
         for split in ("train", "val"):
             try:
-                sbd = SBDataset(str(sbd_root), image_set=split, mode="segmentation", download=download and split == "train")
+                sbd = SBDataset(str(sbd_root), image_set=split, mode="segmentation",
+                                download=download and split == "train")
             except (RuntimeError, ValueError) as e:
                 raise FileNotFoundError(f"SBD ({split}) not found under {str(sbd_root)!r} (expected img/, cls/, "
                                         f"{split}.txt); pass download=True or --download: {e}") from e

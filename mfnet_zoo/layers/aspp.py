@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
@@ -37,7 +36,8 @@ class ASPP(nn.Module):
             [Conv2dNormActivation(in_channels, out_channels, kernel_size=1)]
             + [Conv2dNormActivation(in_channels, out_channels, kernel_size=3, dilation=r) for r in atrous_rates]
         )
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), Conv2dNormActivation(in_channels, out_channels, kernel_size=1))
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1),
+                                  Conv2dNormActivation(in_channels, out_channels, kernel_size=1))
         self.project = nn.Sequential(
             Conv2dNormActivation(out_channels * (len(atrous_rates) + 2), out_channels, kernel_size=1),
             nn.Dropout(dropout),
