@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from ._factory import create_model
@@ -165,6 +166,70 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_model(spec: str, device):
+    """A model from a registry name (``name`` / ``name.tag``: pretrained), a save_pretrained folder,
+    an ``hf-hub:org/repo`` id or a training checkpoint (``.pt``)."""
+    from .models.segmentation import SegmentationModel
+    from .train import load_checkpoint
+
+    if spec.startswith("hf-hub:"):
+        return SegmentationModel.from_pretrained(spec[len("hf-hub:"):]).to(device)
+    if Path(spec).is_dir():
+        return SegmentationModel.from_pretrained(spec).to(device)
+    if Path(spec).suffix == ".pt" and Path(spec).is_file():
+        return load_checkpoint(spec, device)[0]
+    if "." in spec:  # name.tag: that tag's weights
+        return create_model(spec, pretrained=True).to(device)
+    return create_model(spec).to(device)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.75,1,1.25, got {text!r}")
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_files
+
+    model = _load_model(args.model, _device(args.device))
+    report = predict_files(model, args.inputs, args.out, batch_size=args.batch_size, scales=args.scales,
+                           flip=args.flip, window=args.window, save_probs=args.probs, device=_device(args.device),
+                           progress=not args.no_progress)
+    images = sum(1 for p in report.written if p.name.endswith("_overlay.png"))
+    print(f"wrote {images} prediction(s) to {args.out}/")
+    for problem in report.failed:
+        print(f"mfnet-zoo: error: {problem}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx, export_program
+
+    model = _load_model(args.model, "cpu")
+    size = (args.size, args.size)
+    if args.format == "onnx":
+        path = export_onnx(model, args.out or f"{Path(args.model).name}.onnx", size, opset=args.opset)
+    else:
+        path = args.out or f"{Path(args.model).name}.pt2"
+        export_program(model, path, size)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from .benchmark import benchmark, format_benchmark
+
+    for name in args.models:  # fail on a typo before building anything
+        model_entrypoint(name)
+    models = {name: (lambda name=name: create_model(name)) for name in args.models}
+    results = benchmark(models, size=args.size, batch=args.batch, device=_device(args.device), runs=args.runs,
+                        warmup=args.warmup, channels_last=args.channels_last, macs=not args.no_macs)
+    print(json.dumps(results, indent=2) if args.json else format_benchmark(results, reference=args.models[0]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mfnet-zoo", description=__doc__)
     parser.add_argument("--version", action="version", version=f"mfnet-zoo {__version__}")
@@ -200,6 +265,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_data_args(p)
     p.set_defaults(func=_cmd_eval)
+    p = sub.add_parser("predict", help="segment image files, folders or globs; writes PNGs (and .npy)")
+    p.add_argument("model", help="name[.tag], a save_pretrained folder, hf-hub:org/repo or a .pt checkpoint")
+    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("--out", default="predictions")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--scales", type=_floats, default=(1.0,), help="e.g. 0.5,0.75,1,1.25,1.5,1.75")
+    p.add_argument("--flip", action="store_true", help="also average horizontally flipped predictions")
+    p.add_argument("--window", type=int, help="sliding-window tile size for large images")
+    p.add_argument("--probs", action="store_true", help="also write per-class probabilities (.npy)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_predict)
+    p = sub.add_parser("export", help="export to ONNX or a torch.export program (dynamic batch/height/width)")
+    p.add_argument("model", help="name[.tag], a save_pretrained folder, hf-hub:org/repo or a .pt checkpoint")
+    p.add_argument("--format", choices=("onnx", "torch-export"), default="onnx")
+    p.add_argument("--out", help="output file (default: MODEL.onnx / MODEL.pt2)")
+    p.add_argument("--size", type=int, default=513, help="example input side used for tracing")
+    p.add_argument("--opset", type=int, default=18)
+    p.set_defaults(func=_cmd_export)
+    p = sub.add_parser("benchmark", help="latency/throughput of models, interleaved for fair ratios")
+    p.add_argument("models", nargs="+")
+    p.add_argument("--size", type=int, default=513)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--no-macs", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_benchmark)
     p = sub.add_parser("demo", help="train and evaluate a small MFNet on built-in synthetic scenes (CPU, ~2 min)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=int, default=16)

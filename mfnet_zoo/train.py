@@ -210,8 +210,15 @@ def train_one_epoch(model: SegmentationModel, loader: Iterable, criterion: Segme
 @torch.no_grad()
 def evaluate(model: SegmentationModel, loader: Iterable, num_classes: int, *, device: torch.device | str = "cpu",
              amp: str = "none", channels_last: bool = False, ignore_index: int = 255, progress: bool = True,
-             desc: str = "eval") -> dict:
-    """Metrics of ``model`` over ``loader`` at each image's own size (see :class:`SegmentationMetrics`)."""
+             desc: str = "eval", scales: Sequence[float] = (1.0,), flip: bool = False,
+             window: int | None = None) -> dict:
+    """Metrics of ``model`` over ``loader`` at each image's own size (see :class:`SegmentationMetrics`).
+
+    ``scales``/``flip``/``window``: multi-scale, flipped and sliding-window inference, the same
+    code as ``mfnet-zoo predict`` (:func:`mfnet_zoo.predict.infer_probabilities`).
+    """
+    from .predict import infer_probabilities
+
     device = torch.device(device)
     model.eval()
     metrics = SegmentationMetrics(num_classes, ignore_index, device=device)
@@ -219,8 +226,8 @@ def evaluate(model: SegmentationModel, loader: Iterable, num_classes: int, *, de
     for images, masks in _progress(loader, total, desc, progress):
         images, masks = _to_device(images, device, channels_last), masks.to(device, non_blocking=True)
         with autocast(device, amp):
-            logits = model(images).logits
-        metrics.update(logits.argmax(dim=1), masks)
+            probs = infer_probabilities(model, images, scales, flip, window)
+        metrics.update((probs[:, 0] > 0.5).long() if probs.shape[1] == 1 else probs.argmax(dim=1), masks)
     metrics.all_reduce()
     return metrics.compute()
 

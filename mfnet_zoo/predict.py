@@ -1,0 +1,165 @@
+"""Inference: whole-image, sliding-window and multi-scale + flip logits, and prediction on image files.
+
+``infer_probabilities`` is the one implementation behind ``mfnet-zoo predict`` and
+``mfnet_zoo.train.evaluate`` (multi-scale and sliding-window evaluation).
+"""
+from __future__ import annotations
+
+import glob
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ._io import atomic_path
+from ._pretrained import resolve_data_config
+from .data.folder import IMAGE_EXTENSIONS, load_image
+from .visualize import colorize, voc_palette
+
+__all__ = ["infer_probabilities", "expand_inputs", "predict_files", "PredictionReport"]
+
+
+def _window_logits(model: torch.nn.Module, x: torch.Tensor, window: int | None, overlap: float) -> torch.Tensor:
+    """Logits B x K x H x W of the whole image, or averaged over overlapping window x window tiles."""
+    h, w = x.shape[-2:]
+    if window is None or (h <= window and w <= window):
+        return model(x).logits
+    stride = max(1, int(window * (1 - overlap)))
+    tile_h, tile_w = min(window, h), min(window, w)
+    tops = sorted({min(i * stride, h - tile_h) for i in range(math.ceil(max(h - tile_h, 0) / stride) + 1)})
+    lefts = sorted({min(j * stride, w - tile_w) for j in range(math.ceil(max(w - tile_w, 0) / stride) + 1)})
+    logits = counts = None
+    for top in tops:
+        for left in lefts:
+            tile = model(x[..., top:top + tile_h, left:left + tile_w]).logits
+            if logits is None:
+                logits = x.new_zeros(x.shape[0], tile.shape[1], h, w, dtype=tile.dtype)
+                counts = x.new_zeros(1, 1, h, w, dtype=tile.dtype)
+            logits[..., top:top + tile_h, left:left + tile_w] += tile
+            counts[..., top:top + tile_h, left:left + tile_w] += 1
+    return logits / counts
+
+
+@torch.no_grad()
+def infer_probabilities(model: torch.nn.Module, images: torch.Tensor, scales: Sequence[float] = (1.0,),
+                        flip: bool = False, window: int | None = None, overlap: float = 1 / 3) -> torch.Tensor:
+    """Class probabilities B x K x H x W (sigmoid for one class), averaged over scales and flips.
+
+    images: B x C x H x W, normalised. Each scale resizes the input (bilinear), runs the model on
+    the whole image or in ``window``-sized tiles overlapping by ``overlap``, and resizes the
+    logits back to H x W before the softmax.
+    """
+    if not scales or any(s <= 0 for s in scales):
+        raise ValueError(f"scales must be positive, got {scales!r}")
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
+    h, w = images.shape[-2:]
+    total = None
+    for scale in scales:
+        x = images if scale == 1 else F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
+        views = [(x, False), (x.flip(-1), True)] if flip else [(x, False)]
+        for view, flipped in views:
+            logits = _window_logits(model, view, window, overlap)
+            logits = logits.flip(-1) if flipped else logits
+            if logits.shape[-2:] != (h, w):
+                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+            probs = torch.sigmoid(logits.float()) if logits.shape[1] == 1 else logits.float().softmax(dim=1)
+            total = probs if total is None else total + probs
+    return total / (len(scales) * (2 if flip else 1))
+
+
+def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """Files, folders (their images, sorted) and glob patterns -> (image paths, problems)."""
+    paths: list[Path] = []
+    problems: list[str] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = sorted(p for p in Path(item).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+            problems += [] if found else [f"{item}: folder has no images ({', '.join(IMAGE_EXTENSIONS)})"]
+            paths += found
+        elif os.path.isfile(item):
+            paths.append(Path(item))
+        elif glob.has_magic(item):
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            problems += [] if found else [f"{item}: pattern matches no file"]
+            paths += found
+        else:
+            problems.append(f"{item}: no such file or folder")
+    return paths, problems
+
+
+@dataclass
+class PredictionReport:
+    written: list[Path] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def _save_outputs(out_dir: Path, stem: str, image: torch.Tensor, classes: torch.Tensor, probs: torch.Tensor | None,
+                  alpha: float) -> list[Path]:
+    index = Image.fromarray(classes.to(torch.uint8).numpy())
+    index.putpalette(voc_palette().flatten().tolist())  # an 'L' image becomes 'P': indices + VOC colours
+    overlay = (image.float() * (1 - alpha) + colorize(classes).float() * alpha).round().to(torch.uint8)
+    outputs = []
+    with atomic_path(out_dir / f"{stem}.png") as tmp:
+        index.save(tmp, format="PNG")
+    outputs.append(out_dir / f"{stem}.png")
+    with atomic_path(out_dir / f"{stem}_overlay.png") as tmp:
+        Image.fromarray(overlay.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
+    outputs.append(out_dir / f"{stem}_overlay.png")
+    if probs is not None:
+        with atomic_path(out_dir / f"{stem}_probs.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, probs.numpy().astype(np.float16))
+        outputs.append(out_dir / f"{stem}_probs.npy")
+    return outputs
+
+
+@torch.no_grad()
+def predict_files(model: torch.nn.Module, inputs: Iterable[str], out_dir: str | Path, *, batch_size: int = 4,
+                  scales: Sequence[float] = (1.0,), flip: bool = False, window: int | None = None,
+                  save_probs: bool = False, alpha: float = 0.5, device: torch.device | str = "cpu",
+                  progress: bool = True) -> PredictionReport:
+    """Predict every image in ``inputs`` (files, folders, globs) and write, at the original size:
+    ``NAME.png`` (class indices, VOC palette), ``NAME_overlay.png`` and, with ``save_probs``,
+    ``NAME_probs.npy`` (K x H x W float16). Unreadable inputs are reported, the rest processed.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    model = model.to(device).eval()
+    data_cfg = resolve_data_config(model)
+    mean = torch.tensor(data_cfg["mean"], device=device).view(1, -1, 1, 1)
+    std = torch.tensor(data_cfg["std"], device=device).view(1, -1, 1, 1)
+    paths, problems = expand_inputs(inputs)
+    report = PredictionReport(failed=problems)
+    loaded: list[tuple[Path, torch.Tensor]] = []
+
+    def flush() -> None:
+        if not loaded:
+            return
+        images = torch.stack([image for _, image in loaded]).to(device)
+        probs = infer_probabilities(model, (images.float() / 255 - mean) / std, scales, flip, window)
+        classes = (probs[:, 0] > 0.5).long() if probs.shape[1] == 1 else probs.argmax(dim=1)
+        for i, (path, image) in enumerate(loaded):
+            report.written += _save_outputs(out_dir, path.stem, image, classes[i].cpu(),
+                                            probs[i].cpu() if save_probs else None, alpha)
+        loaded.clear()
+
+    for path in tqdm(paths, desc="predict", disable=not progress, dynamic_ncols=True):
+        try:
+            image = load_image(path)
+        except ValueError as e:
+            report.failed.append(str(e))
+            continue
+        if loaded and (image.shape != loaded[0][1].shape or len(loaded) == batch_size):
+            flush()  # a batch holds images of one size
+        loaded.append((path, image))
+    flush()
+    return report
