@@ -4,12 +4,17 @@ from ._pretrained import PretrainedCfg, resolve_data_config
 from ._registry import (get_pretrained_cfg, is_model, list_models, list_pretrained_tags, model_entrypoint,
                         register_model, register_pretrained_cfgs)
 from .layers import (ASPP, ClassifierDecoder, DeepLabV3PlusDecoder, EMAContext, EMAUnit, FactorizationContext,
-                     Reconstruction)
+                     FoldedFactorizationContext, Reconstruction)
 from .losses import SegmentationLoss
 from .models import SegmentationModel, SegmentationOutput, TimmEncoder
 from .version import __version__
 
 from_pretrained = SegmentationModel.from_pretrained
+
+
+def reparameterize_model(model: SegmentationModel) -> SegmentationModel:
+    """Fold what can be folded for inference (timm's convention); see SegmentationModel.reparameterize."""
+    return model.reparameterize()
 
 __all__ = [
     "ASPP",
@@ -18,6 +23,7 @@ __all__ = [
     "EMAContext",
     "EMAUnit",
     "FactorizationContext",
+    "FoldedFactorizationContext",
     "PretrainedCfg",
     "Reconstruction",
     "SegmentationLoss",
@@ -34,5 +40,6 @@ __all__ = [
     "model_entrypoint",
     "register_model",
     "register_pretrained_cfgs",
+    "reparameterize_model",
     "resolve_data_config",
 ]

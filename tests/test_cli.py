@@ -47,6 +47,6 @@ def test_user_errors_are_messages_not_tracebacks(capsys):
 def test_module_entry_and_console_script():
     result = subprocess.run([sys.executable, "-m", "mfnet_zoo", "list", "mfnet_r*"], capture_output=True,
                             text=True, check=True)
-    assert result.stdout.split() == ["mfnet_r101", "mfnet_r50"]
+    assert result.stdout.split() == ["mfnet_r101", "mfnet_r50"]  # not mfnet_lite_r50: fnmatch pattern
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts.get("mfnet-zoo") == "mfnet_zoo.cli:main"

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mfnet_zoo import ASPP, DeepLabV3PlusDecoder, EMAContext, EMAUnit, FactorizationContext
+from mfnet_zoo import ASPP, DeepLabV3PlusDecoder, EMAContext, EMAUnit, FactorizationContext, FoldedFactorizationContext
 from mfnet_zoo.layers import ClassifierDecoder, atrous_rates_for
 
 from .conftest import randomize_bn_stats
@@ -191,3 +191,31 @@ def test_decoders_shapes_and_reset_classifier():
     assert head(None, ctx).shape == (2, 3, 5, 8)
     with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
         DeepLabV3PlusDecoder(24, num_classes=0)
+
+
+@pytest.mark.parametrize("size", [(33, 33), (17, 25), (64, 128)])
+def test_folded_static_context_matches_unfolded(size):
+    block = FactorizationContext(64, 32, rank=8).eval()
+    randomize_bn_stats(block)
+    folded = block.reparameterize()
+    assert isinstance(folded, FoldedFactorizationContext)
+    assert sum(p.numel() for p in folded.parameters()) == 64 * 32  # one 1x1 conv
+    x = torch.randn(2, 64, *size)
+    expected = block(x)
+    torch.testing.assert_close(folded(x), expected, rtol=0, atol=1e-5 * expected.abs().max().item())
+
+
+def test_nmf_and_disabled_contexts_are_not_folded():
+    nmf = FactorizationContext(16, 8, rank=4, mode="nmf", width=8)
+    assert nmf.reparameterize() is nmf
+    disabled = FactorizationContext(16, 8, rank=4, enabled=False)
+    assert disabled.reparameterize() is disabled
+
+
+def test_separable_single_conv_decoder():
+    decoder = DeepLabV3PlusDecoder(24, num_classes=5, separable=True, num_convs=1).eval()
+    assert decoder(torch.randn(1, 24, 20, 20), torch.randn(1, 256, 5, 5)).shape == (1, 5, 20, 20)
+    # depthwise 304 x 9 + pointwise 304 -> 256 + BN, instead of a 304 x 256 x 9 conv
+    assert sum(p.numel() for p in decoder.fuse.parameters()) == 304 * 9 + 304 * 256 + 2 * 256
+    with pytest.raises(ValueError, match="num_convs must be 1 or 2, got 3"):
+        DeepLabV3PlusDecoder(24, num_classes=5, num_convs=3)

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+import mfnet_zoo
 from mfnet_zoo import FactorizationContext, SegmentationOutput, create_model, list_models
 from mfnet_zoo.models import TimmEncoder
 
@@ -172,3 +173,30 @@ def test_reset_classifier_keeps_everything_else():
 
 def test_list_models_covers_the_paper_models():
     assert {"mfnet_r50", "deeplabv3plus_r50", "emanet_r50"} <= set(list_models())
+
+
+@pytest.mark.parametrize("name", ["mfnet", "mfnet_lite"])
+def test_reparameterized_model_gives_the_same_logits_and_exports(name):
+    model = tiny(name, num_classes=4).eval()
+    randomize_bn_stats(model)
+    x = torch.randn(2, 3, 70, 90)
+    expected = model(x).logits
+    folded = mfnet_zoo.reparameterize_model(model)
+    assert type(folded.context).__name__ == "FoldedFactorizationContext"
+    out = folded(x)
+    assert out.reconstruction is None
+    torch.testing.assert_close(out.logits, expected, rtol=0, atol=1e-5 * expected.abs().max().item())
+    program = torch.export.export(folded, (x,), dynamic_shapes={"x": {0: torch.export.Dim.AUTO, 2: torch.export.Dim.AUTO,
+                                                                      3: torch.export.Dim.AUTO}})
+    y = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(program.module()(y).logits, folded(y).logits)
+
+
+def test_lite_variant_is_smaller_than_smp_deeplabv3plus():
+    import segmentation_models_pytorch as smp
+
+    lite = create_model("mfnet_lite_r50")
+    reference = smp.DeepLabV3Plus("resnet50", encoder_weights=None, encoder_output_stride=16, classes=21)
+    trainable = sum(p.numel() for p in lite.parameters() if p.requires_grad)
+    assert trainable == 24_283_557 < sum(p.numel() for p in reference.parameters()) == 26_682_725
+    assert lite.eval()(torch.randn(1, 3, 97, 97)).logits.shape == (1, 21, 97, 97)  # any size, unlike smp

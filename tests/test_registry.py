@@ -6,17 +6,17 @@ import mfnet_zoo
 from mfnet_zoo import create_model, is_model, list_models, model_entrypoint, register_model
 from mfnet_zoo._registry import split_model_name_tag
 
-PAPER_NAMES = ["deeplabv3plus", "deeplabv3plus_r101", "deeplabv3plus_r50", "emanet", "emanet_r101",
-               "emanet_r50", "mfnet", "mfnet_r101", "mfnet_r50"]
+ALL_NAMES = ["deeplabv3plus", "deeplabv3plus_r101", "deeplabv3plus_r50", "emanet", "emanet_r101",
+             "emanet_r50", "mfnet", "mfnet_lite", "mfnet_lite_r50", "mfnet_r101", "mfnet_r50"]
 
 
 def test_list_models_and_wildcards():
-    assert list_models() == PAPER_NAMES
-    assert list_models("mfnet*") == ["mfnet", "mfnet_r101", "mfnet_r50"]
-    assert list_models(["*_r50", "emanet"]) == ["deeplabv3plus_r50", "emanet", "emanet_r50", "mfnet_r50"]
+    assert list_models() == ALL_NAMES
+    assert list_models("mfnet*") == ["mfnet", "mfnet_lite", "mfnet_lite_r50", "mfnet_r101", "mfnet_r50"]
+    assert list_models(["*_r50", "emanet"]) == ["deeplabv3plus_r50", "emanet", "emanet_r50", "mfnet_lite_r50", "mfnet_r50"]
     assert list_models("nothing*") == []
-    assert list_models("mfnet*", pretrained=True) == ["mfnet_r101.tv_in1k", "mfnet_r50.tv_in1k"]
-    assert len(list_models(pretrained=True)) == 6  # ImageNet encoder tags only, until VOC weights are published
+    assert list_models("mfnet_r*", pretrained=True) == ["mfnet_r101.tv_in1k", "mfnet_r50.tv_in1k"]
+    assert len(list_models(pretrained=True)) == 7  # ImageNet encoder tags only, until VOC weights are published
 
 
 def test_is_model_entrypoint_and_tags():
@@ -26,9 +26,9 @@ def test_is_model_entrypoint_and_tags():
     assert split_model_name_tag("mfnet_r50") == ("mfnet_r50", "")
 
 
-@pytest.mark.parametrize("name", PAPER_NAMES)
+@pytest.mark.parametrize("name", ALL_NAMES)
 def test_every_registered_name_builds_on_a_tiny_encoder(name):
-    kwargs = {"encoder": "test_resnet"} if "_r" not in name else {}
+    kwargs = {"encoder": "test_resnet"} if not name[-1].isdigit() else {}
     if kwargs:
         model = create_model(name, num_classes=3, **kwargs).eval()
         assert model(torch.randn(1, 3, 64, 64)).logits.shape == (1, 3, 64, 64)

@@ -2,7 +2,7 @@
 from .aspp import ASPP, atrous_rates_for
 from .decoder import ClassifierDecoder, DeepLabV3PlusDecoder
 from .ema import EMAContext, EMAUnit
-from .factorization import FactorizationContext, Reconstruction
+from .factorization import FactorizationContext, FoldedFactorizationContext, Reconstruction
 
 __all__ = [
     "ASPP",
@@ -11,6 +11,7 @@ __all__ = [
     "EMAContext",
     "EMAUnit",
     "FactorizationContext",
+    "FoldedFactorizationContext",
     "Reconstruction",
     "atrous_rates_for",
 ]

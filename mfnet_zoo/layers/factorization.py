@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
-__all__ = ["FactorizationContext", "Reconstruction"]
+__all__ = ["FactorizationContext", "FoldedFactorizationContext", "Reconstruction"]
 
 _MODES = ("static", "nmf")
 
@@ -110,6 +110,31 @@ class FactorizationContext(nn.Module):
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, rank={self.rank}, width={self.width}, enabled={self.enabled}"
 
+    @torch.no_grad()
+    def reparameterize(self) -> FoldedFactorizationContext | FactorizationContext:
+        """The eval-mode static context folded into one 1x1 conv plus a constant map (for inference).
+
+        ``nmf`` mode depends on the image and a disabled context has nothing to fold: they
+        return ``self`` unchanged.
+
+        relu(Y Z) does not depend on the image, and embed, the resize and the projection's conv
+        and BN are linear, so ``relu(BN(W_p (resize(relu(Y Z)) + W_e x + b_e)))`` equals
+        ``relu(W x + resize(C))`` with ``W = s W_p W_e`` and ``C = s (W_p (relu(Y Z) + b_e) - mu) + beta``
+        on the base grid (``s = gamma / sqrt(var + eps)``). Bilinear resizing keeps constants, so
+        resizing C after folding is exact.
+        """
+        if self.mode != "static" or not self.enabled:
+            return self
+        conv, bn = self.proj[0], self.proj[1]
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # out
+        w_p = conv.weight.flatten(1)  # out x width
+        w_e, b_e = self.embed.weight.flatten(1), self.embed.bias  # width x in, width
+        weight = (scale[:, None] * (w_p @ w_e)).view(self.out_channels, self.in_channels, 1, 1)
+        context = F.relu(self.low_rank()) + b_e.view(1, -1, 1, 1)  # 1 x width x h0 x w0
+        bias_map = torch.einsum("ow,bwhv->bohv", w_p, context)
+        bias_map = scale.view(1, -1, 1, 1) * (bias_map - bn.running_mean.view(1, -1, 1, 1)) + bn.bias.view(1, -1, 1, 1)
+        return FoldedFactorizationContext(weight, bias_map)
+
     def low_rank(self) -> torch.Tensor:
         """Static mode: Y Z on the base grid, 1 x width x h0 x w0."""
         return (self.Y @ self.Z).view(1, self.width, *self.base_size)
@@ -153,3 +178,25 @@ class FactorizationContext(nn.Module):
         estimate = self._nmf(target.flatten(2)).view(b, self.width, h, w).to(target.dtype)
         out = self.proj(estimate + target)
         return (out, Reconstruction(target, estimate)) if return_reconstruction else out
+
+
+class FoldedFactorizationContext(nn.Module):
+    """An eval-mode static :class:`FactorizationContext` folded for inference:
+    B x in_channels x h x w -> relu(conv1x1(x) + resize(bias_map)), B x out_channels x h x w.
+
+    Made by ``FactorizationContext.reparameterize()``; same outputs, about 1/8 of the MACs at the
+    paper's width (one 2048 -> 256 conv instead of 2048 -> 2048 and 2048 -> 256). No
+    reconstruction pair: it is for inference and export.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias_map: torch.Tensor) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=False)
+        self.conv.weight.data.copy_(weight)
+        self.register_buffer("bias_map", bias_map.clone())
+        self.in_channels, self.out_channels = weight.shape[1], weight.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: B x in_channels x h x w -> B x out_channels x h x w."""
+        bias = F.interpolate(self.bias_map, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return F.relu(self.conv(x) + bias)

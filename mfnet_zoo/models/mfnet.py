@@ -15,6 +15,7 @@ __all__: list[str] = []
 register_pretrained_cfgs({
     "mfnet_r50.tv_in1k": encoder_only_cfg("resnet50.tv_in1k", license="bsd-3-clause"),
     "mfnet_r101.tv_in1k": encoder_only_cfg("resnet101.tv_in1k", license="bsd-3-clause"),
+    "mfnet_lite_r50.tv_in1k": encoder_only_cfg("resnet50.tv_in1k", license="bsd-3-clause"),
 })
 
 
@@ -45,3 +46,26 @@ def mfnet_r50(pretrained: bool = False, **kwargs):
 def mfnet_r101(pretrained: bool = False, **kwargs):
     """MFNet with ResNet-101, multi-grid (1, 2, 4), output stride 16."""
     return build_variant(_mfnet_head, "mfnet_r101", pretrained, kwargs, encoder="resnet101", multi_grid=(1, 2, 4))
+
+
+def _mfnet_lite_head(encoder: TimmEncoder, num_classes: int, *, rank: int = 64, width: int = 256,
+                     base_size: tuple[int, int] = (33, 33), decoder_channels: int = 256):
+    # a 256-wide factorization (no C x C embedding) and one depthwise-separable decoder conv; call
+    # model.reparameterize() for inference to fold the context into one 1x1 conv
+    context = FactorizationContext(encoder.out_channels, 256, rank=rank, mode="static", width=width,
+                                   base_size=tuple(base_size))
+    decoder = DeepLabV3PlusDecoder(require_low_level(encoder, "MFNet-lite"), num_classes, channels=decoder_channels,
+                                   separable=True, num_convs=1)
+    return context, decoder
+
+
+@register_model
+def mfnet_lite(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
+    """Light MFNet on any timm encoder: 256-wide static factorization, one separable decoder conv."""
+    return build_segmentation_model(_mfnet_lite_head, "mfnet_lite", pretrained, encoder=encoder, **kwargs)
+
+
+@register_model
+def mfnet_lite_r50(pretrained: bool = False, **kwargs):
+    """Light MFNet with ResNet-50 at output stride 16 (timm's dilations): fewer parameters than smp's DeepLabV3+."""
+    return build_variant(_mfnet_lite_head, "mfnet_lite_r50", pretrained, kwargs, encoder="resnet50")

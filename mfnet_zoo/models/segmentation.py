@@ -89,6 +89,17 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
         """Re-head the model for ``num_classes`` classes (new, randomly initialised 1x1 conv)."""
         self.decoder.reset_classifier(num_classes)
 
+    def reparameterize(self) -> SegmentationModel:
+        """Fold blocks that can be folded for inference (the static factorization context); eval mode.
+
+        Outputs stay the same up to float rounding; training afterwards is not supported (the
+        folded context has no reconstruction pair). Returns ``self``, as timm's reparameterize_model.
+        """
+        self.eval()
+        if hasattr(self.context, "reparameterize"):
+            self.context = self.context.reparameterize()
+        return self
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute encoder activations in backward to save memory (timm's mechanism)."""
         self.encoder.set_grad_checkpointing(enable)
