@@ -21,25 +21,32 @@ def _sync(device: torch.device) -> None:
 @torch.no_grad()
 def benchmark(models: dict[str, nn.Module | Callable[[], nn.Module]], size: int | tuple[int, int] = 513,
               batch: int = 1, device: torch.device | str = "cpu", runs: int = 7, warmup: int = 2,
-              channels_last: bool = False, macs: bool = True) -> list[dict]:
+              channels_last: bool = False, macs: bool = True,
+              sizes: dict[str, tuple[int, int]] | None = None) -> list[dict]:
     """Eval-mode forward latency of each model, measured in interleaved rounds so drift hits all alike.
+
+    ``models`` maps names to modules (any: smp's and torchvision's too) or to zero-argument builders;
+    ``sizes`` overrides the input size per model (smp's DeepLabV3+ refuses 513, say).
 
     Returns per model: parameters, MACs (one image), median and min latency (ms, warm-up
     excluded), throughput (images/s) and, on CUDA, peak allocated memory (MB).
     """
     device = torch.device(device)
-    height, width = (size, size) if isinstance(size, int) else size
+    default = (size, size) if isinstance(size, int) else tuple(size)
+    shapes = {name: tuple((sizes or {}).get(name, default)) for name in models}
     built = {name: (m() if callable(m) and not isinstance(m, nn.Module) else m).eval().to(device)
              for name, m in models.items()}
-    results = {name: {"model": name, "parameters": count_parameters(m), "batch": batch, "size": [height, width],
+    results = {name: {"model": name, "parameters": count_parameters(m), "batch": batch, "size": list(shapes[name]),
                       "device": str(device), "times": []} for name, m in built.items()}
     inputs = {}
     for name, model in built.items():
+        height, width = shapes[name]
+        in_chans = getattr(model, "in_chans", 3)  # smp, torchvision and other models: RGB
         if channels_last:
             model.to(memory_format=torch.channels_last)
         if macs:
-            results[name]["macs"] = count_macs(model, (1, model.in_chans, height, width))
-        x = torch.randn(batch, model.in_chans, height, width, device=device)
+            results[name]["macs"] = count_macs(model, (1, in_chans, height, width))
+        x = torch.randn(batch, in_chans, height, width, device=device)
         inputs[name] = x.contiguous(memory_format=torch.channels_last) if channels_last else x
         for _ in range(warmup):
             model(inputs[name])
