@@ -1,0 +1,231 @@
+"""Convert checkpoints of the paper's code and of EMANet's release into mfnet_zoo folders.
+
+Sources (``source=``), see docs/convert.md for the key tables:
+
+* ``"paper-mfnet"``, ``"paper-deeplab"``, ``"paper-emanet"``: the paper's code
+  (github:nageshgurram12/generic-semantic-segmentation, branch ``mfnet``): ``MFNet``,
+  ``DeepLab`` and its copy of ``EMANet``, all on its DeepLab ResNet (keys ``backbone.*``,
+  7x7 stem, layer4 dilations 2, 4, 8 at output stride 16) = ``mfnet_r50``,
+  ``deeplabv3plus_r50``, ``emanet_r50`` (``_r101`` when layer3 has 23 blocks).
+* ``"emanet"``: EMANet's release (github:XiaLiPKU/EMANet, keys ``extractor.0..7``). Its keys
+  are mapped, but its ResNet (deep 3x3 stem, first block of layer4 at the previous dilation)
+  cannot be built by mfnet_zoo's encoder yet, so :func:`convert_checkpoint` refuses it.
+
+Every source key must match a rule and every model key must be filled, or a ValueError lists
+the offenders; nothing is loaded partially or dropped.
+"""
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from . import hub
+from ._factory import create_model
+from ._pretrained import PretrainedCfg
+
+__all__ = ["RULES", "SOURCES", "convert_checkpoint", "load_source_state_dict", "map_state_dict"]
+
+Source = Literal["paper-mfnet", "paper-deeplab", "paper-emanet", "emanet"]
+SOURCES: tuple[str, ...] = ("paper-mfnet", "paper-deeplab", "paper-emanet", "emanet")
+# where training scripts put the weights: the paper's Saver ("state_dict"), EMANet's train.py ("net")
+WRAPPER_KEYS = ("state_dict", "model", "net")
+
+try:  # the paper's code stores best_pred as a numpy float64; allow numeric numpy scalars, nothing else
+    from numpy._core.multiarray import scalar as _np_scalar  # numpy >= 2
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core.multiarray import scalar as _np_scalar
+_NUMPY_SCALAR_GLOBALS = [(_np_scalar, "numpy.core.multiarray.scalar"), (_np_scalar, "numpy._core.multiarray.scalar"),
+                         np.dtype, *(type(np.dtype(code)) for code in "?bhilqBHILQefd")]
+
+# (source prefix, model prefix): a prefix ending in "." renames every key under it, any other
+# entry one exact key; a key no rule matches is an error
+_PAPER_BACKBONE = (("backbone.", "encoder.model."),)
+_PAPER_DECODER = (
+    ("decoder.conv1.", "decoder.low_level_proj.0."),
+    ("decoder.bn1.", "decoder.low_level_proj.1."),
+    ("decoder.last_conv.0.", "decoder.fuse.0.0."),
+    ("decoder.last_conv.1.", "decoder.fuse.0.1."),
+    ("decoder.last_conv.4.", "decoder.fuse.2.0."),
+    ("decoder.last_conv.5.", "decoder.fuse.2.1."),
+    ("decoder.last_conv.8.", "decoder.classifier."),
+)
+_EMA_HEAD = (
+    ("fc0.conv.", "context.reduce.0."),
+    ("fc0.bn.", "context.reduce.1."),
+    ("emau.", "context.emau."),  # mu, conv1, conv2.0, conv2.1
+    ("fc1.0.conv.", "context.proj.0."),
+    ("fc1.0.bn.", "context.proj.1."),
+    ("fc2.", "decoder.classifier."),
+)
+RULES: dict[str, tuple[tuple[str, str], ...]] = {
+    "paper-mfnet": _PAPER_BACKBONE + (
+        ("Y", "context.Y"),  # 1 x C x K -> C x K
+        ("Z", "context.Z"),  # 1 x K x 33*33 -> K x 33*33
+        ("conv1.", "context.embed."),
+        ("conv2.0.", "context.proj.0."),
+        ("conv2.1.", "context.proj.1."),
+    ) + _PAPER_DECODER,
+    "paper-deeplab": _PAPER_BACKBONE + tuple(
+        rule for i in range(4) for rule in ((f"aspp.aspp{i + 1}.atrous_conv.", f"context.branches.{i}.0."),
+                                            (f"aspp.aspp{i + 1}.bn.", f"context.branches.{i}.1."))
+    ) + (
+        ("aspp.global_avg_pool.1.", "context.pool.1.0."),
+        ("aspp.global_avg_pool.2.", "context.pool.1.1."),
+        ("aspp.conv1.", "context.project.0.0."),
+        ("aspp.bn1.", "context.project.0.1."),
+    ) + _PAPER_DECODER,
+    "paper-emanet": _PAPER_BACKBONE + _EMA_HEAD,
+    "emanet": (
+        ("extractor.0.", "encoder.model.conv1."),  # a Sequential (deep stem) in the release
+        ("extractor.1.", "encoder.model.bn1."),
+        ("extractor.4.", "encoder.model.layer1."),
+        ("extractor.5.", "encoder.model.layer2."),
+        ("extractor.6.", "encoder.model.layer3."),
+        ("extractor.7.", "encoder.model.layer4."),
+    ) + _EMA_HEAD,
+}
+_FAMILY = {"paper-mfnet": "mfnet", "paper-deeplab": "deeplabv3plus", "paper-emanet": "emanet"}
+_DEPTH = {6: 50, 23: 101}  # blocks in layer3 -> ResNet depth
+
+EMANET_RELEASE_UNSUPPORTED = (
+    "source='emanet' (EMANet's release) cannot be converted with logit parity yet: its ResNet has a deep "
+    "3x3 stem (timm 'resnet50s'/'resnet101s') and keeps the first block of layer4 at the previous dilation "
+    "(dilations 2, 8, 16 at its default output stride 8; 1, 4, 8 at 16), while mfnet_zoo's encoder applies "
+    "multi_grid to every block (4, 8, 16; 2, 4, 8), and the stride is not stored in the checkpoint. "
+    "map_state_dict(state_dict, 'emanet') gives keys that load into create_model('emanet', "
+    "encoder='resnet101s', output_stride=8, multi_grid=(1, 2, 4)) if you accept that difference; checkpoints "
+    "of the paper's EMANet copy (keys 'backbone.*') convert with source='paper-emanet'"
+)
+
+
+def _check_source(source: str) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+
+
+def _listing(keys: list[str]) -> str:
+    return f"{keys[:10]}{f' (+{len(keys) - 10} more)' if len(keys) > 10 else ''}"
+
+
+def _guess_source(keys: set[str]) -> str | None:
+    """The layout a set of source keys looks like, for error hints."""
+    if "Y" in keys and "Z" in keys:
+        return "paper-mfnet"
+    if "aspp.conv1.weight" in keys:
+        return "paper-deeplab"
+    if "emau.mu" in keys:
+        return "emanet" if any(k.startswith("extractor.") for k in keys) else "paper-emanet"
+    return None
+
+
+def load_source_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in a training checkpoint of the paper's code or EMANet's release.
+
+    Read with ``torch.load(weights_only=True)`` (numeric numpy scalars such as the paper's
+    ``best_pred`` allowed). The file may hold a bare state dict or a dict with the weights under
+    ``"state_dict"``, ``"model"`` or ``"net"`` next to ``epoch``/``optimizer``/``best_pred``;
+    DataParallel's ``module.`` prefix is removed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        with torch.serialization.safe_globals(_NUMPY_SCALAR_GLOBALS):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        detail = str(e).split("WeightsUnpickler error:")[-1].split("Check the documentation")[0]
+        raise ValueError(f"{str(path)!r} cannot be read with torch.load(weights_only=True) "
+                         f"({' '.join(detail.split('. Please')[0].split())}): it pickles objects other than tensors, "
+                         f"numbers and containers, or is corrupt. If you trust the file, re-save only its state "
+                         f"dict with torch.save") from e
+    except (RuntimeError, EOFError) as e:
+        raise ValueError(f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt?): {e}") from e
+    if isinstance(obj, Mapping):
+        obj = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), obj)
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        found = sorted(map(str, obj))[:10] if isinstance(obj, Mapping) else type(obj).__name__
+        raise ValueError(f"{str(path)!r} holds no state dict: expected a dict of tensors, or a dict with one under "
+                         f"{list(WRAPPER_KEYS)}; found {found}")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _rename(key: str, rules: tuple[tuple[str, str], ...]) -> str | None:
+    for src, dst in rules:
+        if key == src or (src.endswith(".") and key.startswith(src)):
+            return dst + key[len(src):]
+    return None
+
+
+def map_state_dict(state_dict: Mapping[str, torch.Tensor], source: Source) -> dict[str, torch.Tensor]:
+    """Rename every key of a ``source`` state dict to mfnet_zoo's layout (see :data:`RULES`).
+
+    ``paper-mfnet``'s ``Y`` (1 x C x K) and ``Z`` (1 x K x N) lose their batch dimension.
+    A key no rule matches is a ValueError listing them (and the layout the keys look like).
+    """
+    _check_source(source)
+    mapped: dict[str, torch.Tensor] = {}
+    unmapped: list[str] = []
+    for key, value in state_dict.items():
+        new = _rename(key, RULES[source])
+        if new is None:
+            unmapped.append(key)
+        else:
+            mapped[new] = value
+    if unmapped:
+        guess = _guess_source(set(state_dict))
+        hint = f"; its keys look like source={guess!r}" if guess not in (None, source) else ""
+        raise ValueError(f"{len(unmapped)} key(s) of the {source} checkpoint match no mapping rule: "
+                         f"{_listing(unmapped)}{hint}")
+    for name in ("context.Y", "context.Z") if source == "paper-mfnet" else ():
+        tensor = mapped.get(name)
+        if tensor is not None:
+            if tensor.ndim != 3 or tensor.shape[0] != 1:
+                raise ValueError(f"paper-mfnet {name[-1]} must be 1 x rows x cols (the paper's batch-1 "
+                                 f"parameter), got shape {tuple(tensor.shape)}")
+            mapped[name] = tensor[0]
+    return mapped
+
+
+def _model_name(mapped: Mapping[str, torch.Tensor], source: str) -> str:
+    """Registry name for a mapped paper checkpoint: family from the source, depth from layer3."""
+    blocks = {k.split(".")[3] for k in mapped if k.startswith("encoder.model.layer3.")}
+    if len(blocks) not in _DEPTH:
+        raise ValueError(f"the {source} checkpoint's layer3 has {len(blocks)} blocks; supported: "
+                         f"{', '.join(f'{n} (ResNet-{d})' for n, d in _DEPTH.items())}")
+    return f"{_FAMILY[source]}_r{_DEPTH[len(blocks)]}"
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_classes: int | None = None) -> Path:
+    """Convert the training checkpoint ``src`` into an mfnet_zoo folder ``dst`` and return ``dst``.
+
+    Builds ``mfnet_r50``/``deeplabv3plus_r50``/``emanet_r50`` (``_r101`` when layer3 has 23
+    blocks) with the checkpoint's class count, loads every tensor (strict: any missing,
+    unexpected or mis-shaped key is a ValueError naming it) and writes ``save_pretrained``'s
+    model.safetensors + config.json + README.md, loadable by ``mfnet_zoo.from_pretrained(dst)``.
+    ``num_classes``, if given, must equal the checkpoint's (re-head later with
+    ``from_pretrained(dst, num_classes=...)``).
+    """
+    _check_source(source)
+    mapped = map_state_dict(load_source_state_dict(src), source)
+    if source == "emanet":
+        raise ValueError(EMANET_RELEASE_UNSUPPORTED)
+    name = _model_name(mapped, source)
+    classifier = mapped.get("decoder.classifier.weight")
+    if classifier is None:
+        key = next(s + "weight" for s, d in RULES[source] if d == "decoder.classifier.")
+        raise ValueError(f"the {source} checkpoint {str(src)!r} has no classifier weight {key!r}")
+    found = classifier.shape[0]
+    if num_classes is not None and num_classes != found:
+        raise ValueError(f"num_classes={num_classes!r} but the checkpoint's classifier has {found} classes; convert "
+                         f"without num_classes and re-head with mfnet_zoo.from_pretrained(dst, num_classes=...)")
+    model = create_model(name, num_classes=found)
+    hub.load_weights(model, mapped, strict=True, source=f"{str(src)!r} ({source}, mapped keys)")
+    # not the registry tag's ImageNet-encoder config: no dataset or license claims in the model card
+    model.pretrained_cfg = PretrainedCfg(num_classes=found, source=f"{source} checkpoint {Path(src).name}")
+    model.save_pretrained(dst)
+    return Path(dst)
