@@ -10,6 +10,7 @@ from pathlib import Path
 from . import __version__
 from ._factory import create_model
 from ._registry import list_models, list_pretrained_tags, model_entrypoint
+from .convert import SOURCES
 from .profiling import count_macs, count_parameters
 
 __all__ = ["main"]
@@ -69,10 +70,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 DATA_CHOICES = ("synthetic", "folder", "voc", "voc-aug")
 
 
-def _device(name: str):
+def _device(name: str, rank: int = 0):
     import torch
 
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+    if name == "auto":
+        return torch.device(f"cuda:{rank % torch.cuda.device_count()}") if torch.cuda.is_available() else \
+            torch.device("cpu")
+    return torch.device(name)
 
 
 def _dataset(args: argparse.Namespace, split: str, transforms):
@@ -113,6 +117,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
+    import torch
+
     from ._pretrained import resolve_data_config
     from .data import eval_transforms, train_transforms
     from .demo import format_iou_table
@@ -133,15 +139,40 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train_set, _ = _dataset(args, "train", train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip,
                                                             mean=data_cfg["mean"], std=data_cfg["std"]))
     val_set.transforms = eval_transforms(mean=data_cfg["mean"], std=data_cfg["std"])
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                              num_workers=args.workers, generator=generator, persistent_workers=args.workers > 0)
-    val_loader = DataLoader(val_set, batch_size=1 if args.data in ("voc", "voc-aug") else cfg.batch_size,
-                            num_workers=args.workers)
-    history = Trainer(model, train_loader, val_loader, cfg, args.out, device=_device(args.device),
-                      class_names=classes, progress=not args.no_progress).fit()
-    print(format_iou_table(classes, history[-1]["val"]))
-    print(f"checkpoints, metrics.jsonl and curves.png in {args.out}/")
+    rank, world = _init_distributed()
+    device = _device(args.device, rank)
+    sampler = (torch.utils.data.DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed, drop_last=True)
+               if world > 1 else None)
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+                              drop_last=True, num_workers=args.workers, generator=generator,
+                              persistent_workers=args.workers > 0)
+    val_loader = DataLoader(_shard(val_set, rank, world), batch_size=1 if args.data in ("voc", "voc-aug")
+                            else cfg.batch_size, num_workers=args.workers)
+    history = Trainer(model, train_loader, val_loader, cfg, args.out, device=device, class_names=classes,
+                      progress=not args.no_progress, resume=args.resume).fit()
+    if rank == 0:
+        print(format_iou_table(classes, history[-1]["val"]))
+        print(f"checkpoints, metrics.jsonl and curves.png in {args.out}/")
     return 0
+
+
+def _init_distributed() -> tuple[int, int]:
+    """(rank, world size); joins the process group torchrun describes (gloo on CPU, nccl on CUDA)."""
+    import os
+
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (torch.distributed.get_rank() if world > 1 else 0), world
+
+
+def _shard(dataset, rank: int, world: int):
+    """Every world-th item from rank: each image evaluated once over all processes (no padding)."""
+    from torch.utils.data import Subset
+
+    return dataset if world == 1 else Subset(dataset, range(rank, len(dataset), world))
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -152,17 +183,25 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .demo import format_iou_table
     from .train import evaluate, load_checkpoint
 
-    device = _device(args.device)
+    rank, world = _init_distributed()
+    device = _device(args.device, rank)
     model, _ = load_checkpoint(args.checkpoint, device)
     if args.channels_last:
         model.to(memory_format=__import__("torch").channels_last)
     data_cfg = resolve_data_config(model)
     dataset, classes = _dataset(args, args.split, eval_transforms(mean=data_cfg["mean"], std=data_cfg["std"]))
-    loader = DataLoader(dataset, batch_size=1 if args.data in ("voc", "voc-aug") else (args.batch_size or 8),
-                        num_workers=args.workers)
+    loader = DataLoader(_shard(dataset, rank, world), num_workers=args.workers,
+                        batch_size=1 if args.data in ("voc", "voc-aug") else (args.batch_size or 8))
     metrics = evaluate(model, loader, model.num_classes, device=device, amp=args.amp or "none",
-                       channels_last=args.channels_last, progress=not args.no_progress)
-    print(json.dumps(metrics, indent=2) if args.json else format_iou_table(classes, metrics))
+                       channels_last=args.channels_last, progress=not args.no_progress and rank == 0,
+                       scales=args.scales, flip=args.flip, window=args.window)
+    if rank == 0:
+        print(json.dumps(metrics, indent=2) if args.json else format_iou_table(classes, metrics))
+        if args.out:
+            from ._io import atomic_path
+
+            with atomic_path(args.out) as tmp:
+                tmp.write_text(json.dumps(metrics, indent=2))
     return 0
 
 
@@ -230,6 +269,15 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_checkpoint
+
+    dst = convert_checkpoint(args.src, args.dst, args.source, num_classes=args.num_classes)
+    print(f"wrote {dst}/ (model.safetensors, config.json, README.md); "
+          f"load with mfnet_zoo.from_pretrained({str(dst)!r})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mfnet-zoo", description=__doc__)
     parser.add_argument("--version", action="version", version=f"mfnet-zoo {__version__}")
@@ -256,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--out", default="runs/train")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
     _add_data_args(p)
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("eval", help="evaluate a training checkpoint (mIoU, fwIoU, per-class IoU)")
@@ -263,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val")
     p.add_argument("--num-classes", type=int)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--out", help="also write the metrics as JSON to this file")
+    p.add_argument("--scales", type=_floats, default=(1.0,), help="multi-scale evaluation, e.g. 0.5,0.75,1,1.5")
+    p.add_argument("--flip", action="store_true", help="also average horizontally flipped predictions")
+    p.add_argument("--window", type=int, help="sliding-window tile size for large images")
     _add_data_args(p)
     p.set_defaults(func=_cmd_eval)
     p = sub.add_parser("predict", help="segment image files, folders or globs; writes PNGs (and .npy)")
@@ -295,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-macs", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_benchmark)
+    p = sub.add_parser("convert", help="convert a checkpoint of the paper's code (or EMANet's) to an mfnet_zoo folder")
+    p.add_argument("src", help="the source checkpoint (.pth/.pth.tar), read with torch.load(weights_only=True)")
+    p.add_argument("dst", help="output folder (save_pretrained layout)")
+    p.add_argument("--from", dest="source", required=True, choices=SOURCES)
+    p.add_argument("--num-classes", type=int, help="check the checkpoint's class count")
+    p.set_defaults(func=_cmd_convert)
     p = sub.add_parser("demo", help="train and evaluate a small MFNet on built-in synthetic scenes (CPU, ~2 min)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=int, default=16)
