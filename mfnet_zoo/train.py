@@ -123,6 +123,7 @@ def build_param_groups(model: SegmentationModel, cfg: TrainConfig) -> list[dict]
 
 
 def build_optimizer(model: SegmentationModel, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (momentum) or AdamW over :func:`build_param_groups`."""
     groups = build_param_groups(model, cfg)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
@@ -165,7 +166,7 @@ def train_one_epoch(model: SegmentationModel, loader: Iterable, criterion: Segme
     device = torch.device(device)
     model.train()
     if freeze_encoder:
-        model.encoder.eval()
+        getattr(model, "module", model).encoder.eval()  # DistributedDataParallel wraps the model
     sums: dict[str, torch.Tensor] = {}
     steps, start = 0, time.perf_counter()
     total = len(loader) if hasattr(loader, "__len__") else None
@@ -275,18 +276,29 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     return model.to(device), checkpoint
 
 
+def _rank() -> int:
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_rank() if distributed else 0
+
+
 class Trainer:
     """Runs ``cfg.epochs`` epochs: warm-up switch, poly LR per iteration, evaluation, logs and checkpoints.
 
     Writes to ``out_dir``: ``metrics.jsonl`` (one line per epoch), ``curves.png`` (loss, mIoU,
     fwIoU per epoch, like the paper's Figures 8-10), ``last.pt`` and ``best.pt`` (atomically;
-    model name, constructor arguments, weights, optimizer state; load with weights_only=True).
+    model name, constructor arguments, weights, optimizer, scheduler, scaler and RNG states; load
+    with weights_only=True). ``resume=True`` continues from ``out_dir/last.pt``: a run killed at
+    any point and resumed ends with the same weights as an uninterrupted one (on the same machine).
+
+    Under torch.distributed (``torchrun``) the model is wrapped in DistributedDataParallel (with
+    SyncBatchNorm on CUDA), the train loader should use a ``DistributedSampler`` (its epoch is set here),
+    metrics are summed over processes, and only rank 0 writes files.
     """
 
     def __init__(self, model: SegmentationModel, train_loader: DataLoader, val_loader: DataLoader | None,
                  cfg: TrainConfig, out_dir: str | Path, *, device: torch.device | str = "cpu",
                  criterion: SegmentationLoss | None = None, class_names: Sequence[str] | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, resume: bool = False) -> None:
         self.model, self.cfg = model, cfg
         self.train_loader, self.val_loader = train_loader, val_loader
         self.device = torch.device(device)
@@ -294,7 +306,8 @@ class Trainer:
         self.class_names = list(class_names) if class_names is not None else None
         if self.class_names and len(self.class_names) == model.num_classes:  # id2label for save_pretrained
             model.pretrained_cfg = model.pretrained_cfg.replace(label_names=tuple(self.class_names))
-        self.progress = progress
+        self.is_main = _rank() == 0
+        self.progress = progress and self.is_main
         self.criterion = criterion or SegmentationLoss(reconstruction_weight=cfg.reconstruction_weight,
                                                        mode="binary" if model.num_classes == 1 else "multiclass",
                                                        batch_average=cfg.batch_average)
@@ -303,6 +316,14 @@ class Trainer:
         self.model.to(self.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.train_model: nn.Module = model
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            if self.device.type == "cuda":  # SyncBatchNorm needs CUDA; on CPU (gloo) each process keeps its own
+                self.model = model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            # the warm-up leaves the context unused, EMANet's first EM conv never gets a gradient
+            self.train_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
         self.optimizer = build_optimizer(model, cfg)
         steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
         self.scheduler = torch.optim.lr_scheduler.PolynomialLR(self.optimizer, total_iters=cfg.epochs * steps_per_epoch,
@@ -310,25 +331,64 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
         self.history: list[dict] = []
         self.best_miou = -1.0
+        self.start_epoch = 0
+        if resume and (self.out_dir / "last.pt").is_file():
+            self._restore(self.out_dir / "last.pt")
 
-    def _checkpoint(self, name: str, epoch: int) -> None:
-        state = {"model_name": getattr(self.model, "model_name", None),
-                 "model_args": getattr(self.model, "model_args", None),
-                 "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "epoch": epoch, "best_miou": self.best_miou,
-                 "config": dataclasses.asdict(self.cfg)}
+    def _state(self, epoch: int) -> dict[str, Any]:
+        generator = getattr(self.train_loader, "generator", None)
+        return {"model_name": getattr(self.model, "model_name", None),
+                "model_args": getattr(self.model, "model_args", None),
+                "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "epoch": epoch, "best_miou": self.best_miou, "history": self.history,
+                "config": dataclasses.asdict(self.cfg),
+                "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+                        "loader": generator.get_state() if generator is not None else None}}
+
+    def _restore(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # a truncated or foreign file: say which, keep nothing half-loaded
+            raise ValueError(f"cannot resume from {str(path)!r}: {e}") from e
+        if state.get("config") != dataclasses.asdict(self.cfg):
+            changed = sorted(k for k, v in dataclasses.asdict(self.cfg).items() if state.get("config", {}).get(k) != v)
+            raise ValueError(f"cannot resume from {str(path)!r}: the training config differs in {changed}")
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch, self.best_miou, self.history = state["epoch"], state["best_miou"], list(state["history"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"].cpu())
+        random.setstate(rng["python"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        generator = getattr(self.train_loader, "generator", None)
+        if generator is not None and rng["loader"] is not None:
+            generator.set_state(rng["loader"].cpu())
+
+    def _save(self, name: str, state: dict[str, Any]) -> None:
         with atomic_path(self.out_dir / name) as tmp:
             torch.save(state, tmp)
 
     def fit(self) -> list[dict]:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.cfg
         log = self.out_dir / "metrics.jsonl"
-        log.write_text("")
-        for epoch in range(cfg.epochs):
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(log) as tmp:  # the epochs a resumed run keeps
+                tmp.write_text("".join(json.dumps(record) + "\n" for record in self.history))
+        for epoch in range(self.start_epoch, cfg.epochs):
             set_context_enabled(self.model, epoch >= cfg.context_warmup_epochs)
-            train = train_one_epoch(self.model, self.train_loader, self.criterion, self.optimizer, self.scheduler,
-                                    device=self.device, amp=cfg.amp, scaler=self.scaler,
+            sampler = getattr(self.train_loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            train = train_one_epoch(self.train_model, self.train_loader, self.criterion, self.optimizer,
+                                    self.scheduler, device=self.device, amp=cfg.amp, scaler=self.scaler,
                                     grad_accum_steps=cfg.grad_accum_steps, clip_grad_norm=cfg.clip_grad_norm,
                                     channels_last=cfg.channels_last, freeze_encoder=cfg.freeze_encoder,
                                     progress=self.progress, desc=f"epoch {epoch + 1}/{cfg.epochs}")
@@ -337,13 +397,15 @@ class Trainer:
                 record["val"] = evaluate(self.model, self.val_loader, self.model.num_classes, device=self.device,
                                          amp=cfg.amp, channels_last=cfg.channels_last, progress=self.progress)
             self.history.append(record)
-            with log.open("a") as f:
-                f.write(json.dumps(record) + "\n")
             miou = record.get("val", {}).get("mIoU", -1.0)
             improved = miou > self.best_miou
             self.best_miou = max(self.best_miou, miou)
-            self._checkpoint("last.pt", epoch + 1)
-            if improved:
-                self._checkpoint("best.pt", epoch + 1)
-            _write_curves(self.out_dir / "curves.png", self.history)
+            if self.is_main:
+                with log.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+                state = self._state(epoch + 1)
+                self._save("last.pt", state)
+                if improved:
+                    self._save("best.pt", state)
+                _write_curves(self.out_dir / "curves.png", self.history)
         return self.history
