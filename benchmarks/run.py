@@ -25,7 +25,6 @@ import mfnet_zoo
 from mfnet_zoo import create_model
 from mfnet_zoo.benchmark import benchmark
 from mfnet_zoo.layers import ASPP, EMAContext, FactorizationContext
-from mfnet_zoo.profiling import count_macs, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +120,7 @@ def main() -> None:
     base = (129, 129) if args.quick else (513, 513)
     smp_base = (128, 128) if args.quick else (512, 512)
     large = (256, 512) if args.quick else (1024, 2048)
-    smp_name, tv_name = "smp DeepLabV3Plus r50 OS16", "torchvision deeplabv3_resnet50"
+    smp_name = "smp DeepLabV3Plus r50 OS16"
     builders = models()
 
     results = benchmark(builders, size=base, runs=runs, sizes={smp_name: smp_base})
@@ -139,7 +138,8 @@ def main() -> None:
     lines = [
         "# Benchmarks",
         "",
-        f"Written by `python benchmarks/run.py{' --quick' if args.quick else ''}` on {platform.processor() or platform.machine()}, "
+        f"Written by `python benchmarks/run.py{' --quick' if args.quick else ''}` on "
+        f"{platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, timm {timm.__version__}, "
         f"smp {smp.__version__}, torchvision {torchvision.__version__}, mfnet_zoo {mfnet_zoo.__version__}. "
         "Random weights, eval mode, batch 1, fp32, median of interleaved runs (warm-up excluded); MACs from "
@@ -154,7 +154,12 @@ def main() -> None:
         lines.append(f"| {r['model']} | {r['parameters']:,} | {r['macs'] / 1e9:.1f} | {r['median_ms']:.0f} | "
                      f"{ratio(r['model'], 'deeplabv3plus_r50'):.2f}x | {ratio(r['model'], smp_name):.2f}x | "
                      f"{train[r['model']]:.0f} |")
-    lines += ["", f"## Whole models at {large[0]} x {large[1]}", "",
+    lines += ["", "Absolute times on a shared 2-core machine drift by 10-20 % between runs; the interleaved "
+              "ratios move less (a rerun of 11 rounds of just deeplabv3plus_r50, mfnet_r50 folded and mfnet_r50 "
+              "gave 1.00x, 0.82x, 0.95x).",
+              "", f"## Whole models at {large[0]} x {large[1]}", "",
+              f"{max(2, runs // 3)} interleaved rounds after one warm-up (about 10 s per forward here), so these "
+              "rows are noisier than the ones above.", "",
               "| model | median ms | vs our DeepLabV3+ | vs smp DeepLabV3+ |", "|---|---:|---:|---:|"]
     for r in large_results:
         lines.append(f"| {r['model']} | {r['median_ms']:.0f} | "
@@ -172,14 +177,19 @@ def main() -> None:
     lines += ["", "NMF cost grows with the number of pixels: "
               f"{ctx_large[nmf]['ms'] / ctx_small[nmf]['ms']:.2f}x the time and "
               f"{ctx_large[nmf]['macs'] / ctx_small[nmf]['macs']:.2f}x the MACs for {pixel_ratio:.2f}x the pixels."]
+    folded, lite, nmf_ms = "mfnet_r50 folded", "mfnet_lite_r50 folded", ctx_small[nmf]["ms"]
+    params = by_name["mfnet_r50"]["parameters"] / by_name["deeplabv3plus_r50"]["parameters"]
+    aspp_ms = ctx_small["ASPP (256 out)"]["ms"]
     headline = [
         "| ratio (CPU, batch 1, measured by benchmarks/run.py) | value |",
         "|---|---:|",
-        f"| mfnet_r50 folded / deeplabv3plus_r50 latency at {base[0]} | {ratio('mfnet_r50 folded', 'deeplabv3plus_r50'):.2f}x |",
-        f"| mfnet_r50 / deeplabv3plus_r50 parameters | {by_name['mfnet_r50']['parameters'] / by_name['deeplabv3plus_r50']['parameters']:.2f}x |",
-        f"| mfnet_lite_r50 folded / smp DeepLabV3Plus latency ({base[0]} vs {smp_base[0]}) | {ratio('mfnet_lite_r50 folded', smp_name):.2f}x |",
-        f"| folded context / ASPP time on 2048 x 33 x 33 | {ctx_small['FactorizationContext static, folded']['ms'] / ctx_small['ASPP (256 out)']['ms']:.3f}x |",
-        f"| NMF context (width 512) / ASPP time on 2048 x 33 x 33 | {ctx_small[nmf]['ms'] / ctx_small['ASPP (256 out)']['ms']:.2f}x |",
+        f"| mfnet_r50 folded / deeplabv3plus_r50 latency at {base[0]} | {ratio(folded, 'deeplabv3plus_r50'):.2f}x |",
+        f"| mfnet_r50 / deeplabv3plus_r50 parameters | {params:.2f}x |",
+        f"| mfnet_lite_r50 folded / smp DeepLabV3Plus latency ({base[0]} vs {smp_base[0]}) | "
+        f"{ratio(lite, smp_name):.2f}x |",
+        f"| folded context / ASPP time on 2048 x 33 x 33 | "
+        f"{ctx_small['FactorizationContext static, folded']['ms'] / aspp_ms:.3f}x |",
+        f"| NMF context (width 512) / ASPP time on 2048 x 33 x 33 | {nmf_ms / aspp_ms:.2f}x |",
     ]
     lines += ["", "## Headline (also in README.md)", "", *headline, ""]
     Path(args.out).write_text("\n".join(lines) + "\n")

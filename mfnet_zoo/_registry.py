@@ -72,6 +72,7 @@ def get_pretrained_cfg(model_name: str, tag: str = "") -> PretrainedCfg | None:
 
 
 def is_model(model_name: str) -> bool:
+    """Whether ``model_name`` (tag ignored) is registered."""
     return split_model_name_tag(model_name)[0] in _model_entrypoints
 
 

@@ -9,6 +9,7 @@ __all__ = ["count_parameters", "count_macs"]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (buffers such as BN statistics or EM bases not included)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 

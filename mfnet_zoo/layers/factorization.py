@@ -54,7 +54,8 @@ class FactorizationContext(nn.Module):
         width: channels the factorization works at, after the 1x1 embedding conv. Default:
             ``in_channels`` for static (the paper), 512 for nmf (as Hamburger).
         base_size: (h0, w0) grid of the static Z; the paper's 33 x 33.
-        train_steps / eval_steps: NMF iterations without gradient (Hamburger: 6 / 7).
+        train_steps: NMF iterations without gradient in training (Hamburger: 6).
+        eval_steps: NMF iterations in eval (Hamburger: 7).
         seed: seed of the NMF initial bases (a buffer, so eval and export are deterministic).
         enabled: ``False`` skips the factorization (the paper's warm-up epochs); the owner of
             the training schedule flips it, the block has no epoch logic.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
+from typing import Any
 
 import timm
 from timm.models import split_model_name_tag
@@ -34,7 +35,7 @@ class TimmEncoder(nn.Module):
     """
 
     def __init__(self, name: str, pretrained: bool = False, output_stride: int = 16, in_chans: int = 3,
-                 multi_grid: Sequence[int] | None = None, **timm_kwargs) -> None:
+                 multi_grid: Sequence[int] | None = None, **timm_kwargs: Any) -> None:
         super().__init__()
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
