@@ -367,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, NotImplementedError) as e:  # user mistakes: no traceback
+    except (ValueError, TypeError, OSError, NotImplementedError, FloatingPointError) as e:  # no traceback
         print(f"mfnet-zoo: error: {e}", file=sys.stderr)
         return 2
 

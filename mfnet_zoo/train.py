@@ -378,8 +378,14 @@ class Trainer:
     def fit(self) -> list[dict]:
         cfg = self.cfg
         log = self.out_dir / "metrics.jsonl"
-        if self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.is_main:  # an unwritable output folder fails now, not after the first epoch
+            try:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                with atomic_path(self.out_dir / ".write-test") as tmp:
+                    tmp.write_bytes(b"ok")
+                (self.out_dir / ".write-test").unlink()
+            except OSError as e:
+                raise OSError(f"cannot write to the output folder {str(self.out_dir)!r}: {e}") from e
             with atomic_path(log) as tmp:  # the epochs a resumed run keeps
                 tmp.write_text("".join(json.dumps(record) + "\n" for record in self.history))
         for epoch in range(self.start_epoch, cfg.epochs):

@@ -153,3 +153,23 @@ def test_cli_train_then_eval(tmp_path, capsys):
     assert 0 <= json.loads(capsys.readouterr().out)["mIoU"] <= 1
     assert main(["train", "mfnet", "--data", "voc", "--no-progress"]) == 2
     assert "--data voc needs --data-root" in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "mfnet", "--encoder", "test_resnet", "--data", "synthetic", "--synthetic-size", "8",
+            "--image-size", "32", "--crop-size", "32", "--batch-size", "4", "--out", str(out), "--no-progress"]
+    assert main(base + ["--epochs", "1"]) == 0
+    good = (out / "last.pt").read_bytes()
+    assert main(base + ["--epochs", "1", "--lr", "1e30"]) == 2
+    assert "non-finite training loss" in capsys.readouterr().err
+    assert (out / "last.pt").read_bytes() == good
+
+
+def test_unwritable_output_folder_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    train, val = loaders(n=8, size=32)
+    trainer = Trainer(tiny_model(base_size=(2, 2)), train, val, TrainConfig(epochs=1), blocker / "out", progress=False)
+    with pytest.raises(OSError, match="cannot write to the output folder"):
+        trainer.fit()
