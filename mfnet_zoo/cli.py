@@ -272,7 +272,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert_checkpoint
 
-    dst = convert_checkpoint(args.src, args.dst, args.source, num_classes=args.num_classes)
+    dst = convert_checkpoint(args.src, args.dst, args.source, num_classes=args.num_classes,
+                             output_stride=args.output_stride)
     print(f"wrote {dst}/ (model.safetensors, config.json, README.md); "
           f"load with mfnet_zoo.from_pretrained({str(dst)!r})")
     return 0
@@ -353,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", help="output folder (save_pretrained layout)")
     p.add_argument("--from", dest="source", required=True, choices=SOURCES)
     p.add_argument("--num-classes", type=int, help="check the checkpoint's class count")
+    p.add_argument("--output-stride", type=int, choices=(8, 16),
+                   help="the stride the source was trained at (not stored in checkpoints; default: 16 for the "
+                        "paper's code, 8 for EMANet's release)")
     p.set_defaults(func=_cmd_convert)
     p = sub.add_parser("demo", help="train and evaluate a small MFNet on built-in synthetic scenes (CPU, ~2 min)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")

@@ -7,9 +7,11 @@ Sources (``source=``), see docs/convert.md for the key tables:
   ``DeepLab`` and its copy of ``EMANet``, all on its DeepLab ResNet (keys ``backbone.*``,
   7x7 stem, layer4 dilations 2, 4, 8 at output stride 16) = ``mfnet_r50``,
   ``deeplabv3plus_r50``, ``emanet_r50`` (``_r101`` when layer3 has 23 blocks).
-* ``"emanet"``: EMANet's release (github:XiaLiPKU/EMANet, keys ``extractor.0..7``). Its keys
-  are mapped, but its ResNet (deep 3x3 stem, first block of layer4 at the previous dilation)
-  cannot be built by mfnet_zoo's encoder yet, so :func:`convert_checkpoint` refuses it.
+* ``"emanet"``: EMANet's release (github:XiaLiPKU/EMANet, keys ``extractor.0..7``): deep 3x3
+  stem (timm ``resnet50s``/``resnet101s``), layer4 multi-grid (1, 2, 4) with its first block at
+  the previous dilation (2, 8, 16 at its default output stride 8) = ``create_model("emanet",
+  encoder="resnet50s", output_stride=8, multi_grid=(1, 2, 4), encoder_kwargs=
+  {"multi_grid_first_dilation": "previous"})`` (``resnet101s`` when layer3 has 23 blocks).
 
 Every source key must match a rule and every model key must be filled, or a ValueError lists
 the offenders; nothing is loaded partially or dropped.
@@ -28,7 +30,7 @@ from . import hub
 from ._factory import create_model
 from ._pretrained import PretrainedCfg
 
-__all__ = ["RULES", "SOURCES", "convert_checkpoint", "load_source_state_dict", "map_state_dict"]
+__all__ = ["DEFAULT_OUTPUT_STRIDE", "RULES", "SOURCES", "convert_checkpoint", "load_source_state_dict", "map_state_dict"]
 
 Source = Literal["paper-mfnet", "paper-deeplab", "paper-emanet", "emanet"]
 SOURCES: tuple[str, ...] = ("paper-mfnet", "paper-deeplab", "paper-emanet", "emanet")
@@ -92,15 +94,10 @@ RULES: dict[str, tuple[tuple[str, str], ...]] = {
 _FAMILY = {"paper-mfnet": "mfnet", "paper-deeplab": "deeplabv3plus", "paper-emanet": "emanet"}
 _DEPTH = {6: 50, 23: 101}  # blocks in layer3 -> ResNet depth
 
-EMANET_RELEASE_UNSUPPORTED = (
-    "source='emanet' (EMANet's release) cannot be converted with logit parity yet: its ResNet has a deep "
-    "3x3 stem (timm 'resnet50s'/'resnet101s') and keeps the first block of layer4 at the previous dilation "
-    "(dilations 2, 8, 16 at its default output stride 8; 1, 4, 8 at 16), while mfnet_zoo's encoder applies "
-    "multi_grid to every block (4, 8, 16; 2, 4, 8), and the stride is not stored in the checkpoint. "
-    "map_state_dict(state_dict, 'emanet') gives keys that load into create_model('emanet', "
-    "encoder='resnet101s', output_stride=8, multi_grid=(1, 2, 4)) if you accept that difference; checkpoints "
-    "of the paper's EMANet copy (keys 'backbone.*') convert with source='paper-emanet'"
-)
+# output stride assumed when convert_checkpoint gets none: neither source stores it
+DEFAULT_OUTPUT_STRIDE = {"paper-mfnet": 16, "paper-deeplab": 16, "paper-emanet": 16, "emanet": 8}
+# EMANet's release: ResNet with a deep stem and multi-grid (1, 2, 4) whose first block keeps the previous dilation
+EMANET_RELEASE_KWARGS = {"multi_grid": (1, 2, 4), "encoder_kwargs": {"multi_grid_first_dilation": "previous"}}
 
 
 def _check_source(source: str) -> None:
@@ -191,30 +188,43 @@ def map_state_dict(state_dict: Mapping[str, torch.Tensor], source: Source) -> di
     return mapped
 
 
-def _model_name(mapped: Mapping[str, torch.Tensor], source: str) -> str:
-    """Registry name for a mapped paper checkpoint: family from the source, depth from layer3."""
+def _model_name(mapped: Mapping[str, torch.Tensor], source: str) -> tuple[str, dict]:
+    """Registry name and create_model kwargs for a mapped checkpoint: family from the source, depth
+    from layer3 (EMANet's release: the generic ``emanet`` on timm's deep-stem ``resnet50s``/``resnet101s``)."""
     blocks = {k.split(".")[3] for k in mapped if k.startswith("encoder.model.layer3.")}
     if len(blocks) not in _DEPTH:
         raise ValueError(f"the {source} checkpoint's layer3 has {len(blocks)} blocks; supported: "
                          f"{', '.join(f'{n} (ResNet-{d})' for n, d in _DEPTH.items())}")
-    return f"{_FAMILY[source]}_r{_DEPTH[len(blocks)]}"
+    depth = _DEPTH[len(blocks)]
+    if source == "emanet":
+        return "emanet", {**EMANET_RELEASE_KWARGS, "encoder": f"resnet{depth}s"}
+    return f"{_FAMILY[source]}_r{depth}", {}
 
 
-def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_classes: int | None = None) -> Path:
+def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_classes: int | None = None,
+                       output_stride: int | None = None) -> Path:
     """Convert the training checkpoint ``src`` into an mfnet_zoo folder ``dst`` and return ``dst``.
 
     Builds ``mfnet_r50``/``deeplabv3plus_r50``/``emanet_r50`` (``_r101`` when layer3 has 23
-    blocks) with the checkpoint's class count, loads every tensor (strict: any missing,
-    unexpected or mis-shaped key is a ValueError naming it) and writes ``save_pretrained``'s
-    model.safetensors + config.json + README.md, loadable by ``mfnet_zoo.from_pretrained(dst)``.
-    ``num_classes``, if given, must equal the checkpoint's (re-head later with
-    ``from_pretrained(dst, num_classes=...)``).
+    blocks; for ``source="emanet"``, EMANet's release, ``emanet`` on ``resnet50s``/``resnet101s``
+    with the release's layer4 dilations) with the checkpoint's class count, loads every tensor
+    (strict: any missing, unexpected or mis-shaped key is a ValueError naming it) and writes
+    ``save_pretrained``'s model.safetensors + config.json + README.md, loadable by
+    ``mfnet_zoo.from_pretrained(dst)``. ``num_classes``, if given, must equal the checkpoint's
+    (re-head later with ``from_pretrained(dst, num_classes=...)``).
+
+    ``output_stride``: no checkpoint stores it (the weights fit any stride). None takes the
+    source's default: 16 for the paper's code, 8 for EMANet's release (its ``settings.STRIDE``);
+    pass the stride the checkpoint was trained and evaluated at if it differs. Recorded in config.json.
     """
     _check_source(source)
+    if output_stride is None:
+        output_stride = DEFAULT_OUTPUT_STRIDE[source]
+    if isinstance(output_stride, bool) or output_stride not in (8, 16):
+        raise ValueError(f"output_stride must be 8 or 16 (the strides the sources train at) or None "
+                         f"(the source's default, {DEFAULT_OUTPUT_STRIDE[source]}), got {output_stride!r}")
     mapped = map_state_dict(load_source_state_dict(src), source)
-    if source == "emanet":
-        raise ValueError(EMANET_RELEASE_UNSUPPORTED)
-    name = _model_name(mapped, source)
+    name, kwargs = _model_name(mapped, source)
     classifier = mapped.get("decoder.classifier.weight")
     if classifier is None:
         key = next(s + "weight" for s, d in RULES[source] if d == "decoder.classifier.")
@@ -223,7 +233,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_cla
     if num_classes is not None and num_classes != found:
         raise ValueError(f"num_classes={num_classes!r} but the checkpoint's classifier has {found} classes; convert "
                          f"without num_classes and re-head with mfnet_zoo.from_pretrained(dst, num_classes=...)")
-    model = create_model(name, num_classes=found)
+    model = create_model(name, num_classes=found, output_stride=output_stride, **kwargs)
     hub.load_weights(model, mapped, strict=True, source=f"{str(src)!r} ({source}, mapped keys)")
     # not the registry tag's ImageNet-encoder config: no dataset or license claims in the model card
     model.pretrained_cfg = PretrainedCfg(num_classes=found, source=f"{source} checkpoint {Path(src).name}")

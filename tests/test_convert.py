@@ -15,7 +15,6 @@ from torch import nn
 
 import mfnet_zoo
 from mfnet_zoo.convert import (
-    EMANET_RELEASE_UNSUPPORTED,
     SOURCES,
     convert_checkpoint,
     load_source_state_dict,
@@ -48,12 +47,19 @@ class Bottleneck(nn.Module):
         return self.relu(out + (x if self.downsample is None else self.downsample(x)))
 
 
+# EMANet's release (network.py ResNet, settings.STRIDE): conv2 dilations of layer3 and layer4, and
+# layer3's stride. `_make_layer(dilation=d, grids=[1, 2, 4])`: the first block at the previous
+# dilation (1 for d <= 2, 2 for d = 4), the others d * grid.
+RELEASE_DILATIONS = {8: ([1] + [2] * 5, [2, 8, 16], 1), 16: ([1] * 6, [1, 4, 8], 2)}
+
+
 class PaperResNet(nn.Module):
     """The paper's DeepLab ResNet at output stride 16 (no fc): layer4 is `_make_MG_unit`, blocks
-    (1, 2, 4) x dilation 2. ``deep_stem``: EMANet's release stem (3x3 convs 64, 64, 128), used
-    for its key layout only (its dilations differ, see convert.EMANET_RELEASE_UNSUPPORTED)."""
+    (1, 2, 4) x dilation 2. ``deep_stem``: EMANet's release stem (3x3 convs 64, 64, 128);
+    ``release_stride`` (8 or 16, ResNet-50 only): the release's layer3/layer4 dilations at that stride."""
 
-    def __init__(self, layers: tuple[int, ...] = (3, 4, 6, 3), deep_stem: bool = False) -> None:
+    def __init__(self, layers: tuple[int, ...] = (3, 4, 6, 3), deep_stem: bool = False,
+                 release_stride: int | None = None) -> None:
         super().__init__()
         self.inplanes = 128 if deep_stem else 64
         if deep_stem:
@@ -68,8 +74,13 @@ class PaperResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         self.layer1 = self._make_layer(64, [1] * layers[0], stride=1)
         self.layer2 = self._make_layer(128, [1] * layers[1], stride=2)
-        self.layer3 = self._make_layer(256, [1] * layers[2], stride=2)
-        self.layer4 = self._make_layer(512, [2, 4, 8], stride=1)
+        if release_stride is None:
+            self.layer3 = self._make_layer(256, [1] * layers[2], stride=2)
+            self.layer4 = self._make_layer(512, [2, 4, 8], stride=1)
+        else:
+            layer3, layer4, stride3 = RELEASE_DILATIONS[release_stride]
+            self.layer3 = self._make_layer(256, layer3, stride=stride3)
+            self.layer4 = self._make_layer(512, layer4, stride=1)
         for m in self.modules():  # the paper's _init_weight
             if isinstance(m, nn.Conv2d):
                 m.weight.data.normal_(0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
@@ -214,16 +225,18 @@ class EMAU(nn.Module):
 
 
 class PaperEMANet(nn.Module):
-    """The paper's EMANet.py (``backbone``), or EMANet's network.py (``extractor``, keys only).
+    """The paper's EMANet.py (``backbone``), or EMANet's network.py (``extractor``, deep stem,
+    the release's dilations at ``release_stride``, default 8 as its settings.STRIDE).
 
     The forward is the evaluation path; the paper's copy also moves ``emau.mu`` after every
     forward, in eval too (a bug), which is left out here as in EMANet's own evaluation.
     """
 
-    def __init__(self, num_classes: int, release: bool = False) -> None:
+    def __init__(self, num_classes: int, release: bool = False, release_stride: int = 8) -> None:
         super().__init__()
+        self.release = release
         if release:
-            r = PaperResNet(deep_stem=True)
+            r = PaperResNet(deep_stem=True, release_stride=release_stride)
             self.extractor = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3, r.layer4)
         else:
             self.backbone = PaperResNet()
@@ -233,7 +246,7 @@ class PaperEMANet(nn.Module):
         self.fc2 = nn.Conv2d(256, num_classes, 1)
 
     def forward(self, image):
-        x, _ = self.backbone(image)
+        x = self.extractor(image) if self.release else self.backbone(image)[0]
         x, _ = self.emau(self.fc0(x))
         return upsample(self.fc2(self.fc1(x)), image)
 
@@ -242,7 +255,8 @@ class PaperEMANet(nn.Module):
 NUM_CLASSES = {"paper-mfnet": 21, "paper-deeplab": 5, "paper-emanet": 21, "emanet": 21}
 TARGET = {"paper-mfnet": ("mfnet_r50", {}), "paper-deeplab": ("deeplabv3plus_r50", {}),
           "paper-emanet": ("emanet_r50", {}),
-          "emanet": ("emanet", {"encoder": "resnet50s", "output_stride": 8, "multi_grid": (1, 2, 4)})}
+          "emanet": ("emanet", {"encoder": "resnet50s", "output_stride": 8, "multi_grid": (1, 2, 4),
+                                "encoder_kwargs": {"multi_grid_first_dilation": "previous"}})}
 
 
 def build_reference(source: str) -> nn.Module:
@@ -393,11 +407,48 @@ def test_depth_num_classes_and_release_errors(reference, tmp_path):
     save_training_checkpoint(sd, tmp_path / "ckpt.pth")
     with pytest.raises(ValueError, match=r"num_classes=5 but the checkpoint's classifier has 21 classes"):
         convert_checkpoint(tmp_path / "ckpt.pth", tmp_path / "out", "paper-emanet", num_classes=5)
-    torch.save({"net": reference("emanet").state_dict(), "step": 30000}, tmp_path / "release.pth")
-    with pytest.raises(ValueError, match="cannot be converted with logit parity yet") as e:
-        convert_checkpoint(tmp_path / "release.pth", tmp_path / "out", "emanet")
-    assert str(e.value) == EMANET_RELEASE_UNSUPPORTED
+    with pytest.raises(ValueError, match=r"output_stride must be 8 or 16 .*default, 16\), got 32"):
+        convert_checkpoint(tmp_path / "ckpt.pth", tmp_path / "out", "paper-emanet", output_stride=32)
     assert not (tmp_path / "out").exists()
+
+
+def test_release_converts_with_its_stride_and_dilations(reference, tmp_path):
+    torch.save({"net": reference("emanet").state_dict(), "step": 30000}, tmp_path / "release.pth")
+    for stride, layer4 in ((None, [2, 8, 16]), (16, [1, 4, 8])):
+        out = convert_checkpoint(tmp_path / "release.pth", tmp_path / f"out{stride}", "emanet", output_stride=stride)
+        config = json.loads((out / "config.json").read_text())
+        assert config["architecture"] == "emanet" and config["num_classes"] == NUM_CLASSES["emanet"]
+        model = mfnet_zoo.from_pretrained(out)  # config.json round trip: stride, multi_grid, encoder_kwargs
+        assert model.encoder.output_stride == (stride or 8) and model.encoder.name == "resnet50s"
+        assert [b.conv2.dilation[0] for b in model.encoder.model.layer4] == layer4
+        assert torch.equal(model.context.emau.mu, reference("emanet").emau.mu)
+
+
+# -- the encoder option behind the release: multi_grid_first_dilation ------------------------------
+@pytest.mark.parametrize("stride, grid, previous", [(8, [4, 8, 16], [2, 8, 16]), (16, [2, 4, 8], [1, 4, 8]),
+                                                    (32, [1, 2, 4], [1, 2, 4])])
+def test_multi_grid_first_dilation(stride, grid, previous):
+    from mfnet_zoo.models.encoder import TimmEncoder
+
+    for first, expected in (("grid", grid), ("previous", previous)):
+        layer4 = TimmEncoder("resnet50", output_stride=stride, multi_grid=(1, 2, 4),
+                             multi_grid_first_dilation=first).model.layer4
+        assert [b.conv2.dilation for b in layer4] == [(d, d) for d in expected]
+        assert [b.conv2.padding for b in layer4] == [(d, d) for d in expected]
+
+
+def test_multi_grid_first_dilation_errors_and_round_trip(tmp_path):
+    with pytest.raises(ValueError, match=r"multi_grid_first_dilation must be one of \('grid', 'previous'\), "
+                                         r"got 'first'"):
+        mfnet_zoo.create_model("emanet", multi_grid=(1, 2, 4), encoder_kwargs={"multi_grid_first_dilation": "first"})
+    with pytest.raises(ValueError, match="multi_grid_first_dilation='previous' needs multi_grid"):
+        mfnet_zoo.create_model("emanet", encoder_kwargs={"multi_grid_first_dilation": "previous"})
+    model = mfnet_zoo.create_model("emanet", num_classes=3, output_stride=8, multi_grid=(1, 2, 4),
+                                   encoder_kwargs={"multi_grid_first_dilation": "previous"})
+    model.save_pretrained(tmp_path / "m")
+    loaded = mfnet_zoo.from_pretrained(tmp_path / "m")
+    assert [b.conv2.dilation[0] for b in loaded.encoder.model.layer4] == [2, 8, 16]
+    assert loaded.encoder.multi_grid_first_dilation == "previous"
 
 
 # -- logit parity at 513 x 513 (ResNet-50) -------------------------------------------------------
@@ -445,6 +496,23 @@ def test_paper_emanet_logit_parity(reference, tmp_path):
     assert torch.equal(model.context.emau.mu, mu)  # eval leaves the bases alone
 
 
+@pytest.mark.slow
+def test_emanet_release_logit_parity(reference, tmp_path):
+    # the release at its default output stride 8 (layer4 dilations 2, 8, 16), ResNet-50. 257 x 257,
+    # not 513: at stride 8 a 513 image gives 65 x 65 maps through layer3/layer4 and the EMA head, ~4x
+    # the work (measured on CPU: both forwards ~8 s at 513 vs ~2 s at 257), which would take this test
+    # (~9 s, mostly building and converting) past 15 s; the 33 x 33 maps at 257 still exceed every
+    # dilation (up to 16), so the borders are covered. 513 also gives a difference of 0.
+    torch.save({"net": reference("emanet").state_dict(), "step": 30000}, tmp_path / "final.pth")
+    out = convert_checkpoint(tmp_path / "final.pth", tmp_path / "out", "emanet")  # output_stride None -> 8
+    model = mfnet_zoo.from_pretrained(out).eval()
+    mu = model.context.emau.mu.clone()
+    image = torch.randn(1, 3, 257, 257)
+    with torch.no_grad():
+        assert_parity(model(image).logits, reference("emanet")(image), "emanet release (stride 8)")
+    assert torch.equal(model.context.emau.mu, mu)  # eval leaves the bases alone
+
+
 def test_cli_convert(reference, tmp_path, capsys):
     from mfnet_zoo.cli import main
 
@@ -457,3 +525,14 @@ def test_cli_convert(reference, tmp_path, capsys):
     assert main(["convert", str(src), str(tmp_path / "bad"), "--from", "paper-mfnet"]) == 2
     assert "its keys look like source='paper-emanet'" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()  # nothing half-written
+
+
+def test_cli_convert_release_at_stride_16(reference, tmp_path):
+    from mfnet_zoo.cli import main
+
+    src = tmp_path / "release.pth"
+    save_training_checkpoint(reference("emanet").state_dict(), src)
+    assert main(["convert", str(src), str(tmp_path / "out"), "--from", "emanet", "--output-stride", "16"]) == 0
+    model = mfnet_zoo.from_pretrained(tmp_path / "out")
+    assert model.output_stride == 16
+    assert [b.conv2.dilation[0] for b in model.encoder.model.layer4] == [1, 4, 8]

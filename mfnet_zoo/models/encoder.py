@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import timm
 from timm.models import split_model_name_tag
@@ -13,6 +13,7 @@ from torch import nn
 __all__ = ["TimmEncoder"]
 
 OUTPUT_STRIDES = (8, 16, 32)
+MULTI_GRID_FIRST_DILATIONS = ("grid", "previous")
 
 
 class TimmEncoder(nn.Module):
@@ -28,6 +29,12 @@ class TimmEncoder(nn.Module):
         in_chans: input channels; timm adapts a pretrained stem when != 3.
         multi_grid: dilation multipliers for the blocks of a ResNet's last stage, e.g.
             (1, 2, 4) as DeepLabV3 and the paper's code (dilations 2, 4, 8 at stride 16).
+        multi_grid_first_dilation: how multi_grid treats the first block of the last stage:
+            ``"grid"`` (default) gives it base * grid[0] like the others (the paper's code: 2, 4, 8
+            at stride 16, 4, 8, 16 at 8); ``"previous"`` keeps it at the stage's previous dilation
+            (base // 2, or 1 at stride 32) and gives the others base * grid, as EMANet's release
+            (github:XiaLiPKU/EMANet): 1, 4, 8 at stride 16, 2, 8, 16 at 8 for (1, 2, 4). Pass it
+            through ``create_model(..., encoder_kwargs={"multi_grid_first_dilation": "previous"})``.
         **timm_kwargs: passed to ``timm.create_model`` (drop_path_rate, ...).
 
     forward(x: B x in_chans x H x W) -> (B x low_level_channels x H/4 x W/4,
@@ -35,8 +42,15 @@ class TimmEncoder(nn.Module):
     """
 
     def __init__(self, name: str, pretrained: bool = False, output_stride: int = 16, in_chans: int = 3,
-                 multi_grid: Sequence[int] | None = None, **timm_kwargs: Any) -> None:
+                 multi_grid: Sequence[int] | None = None,
+                 multi_grid_first_dilation: Literal["grid", "previous"] = "grid", **timm_kwargs: Any) -> None:
         super().__init__()
+        if multi_grid_first_dilation not in MULTI_GRID_FIRST_DILATIONS:
+            raise ValueError(f"multi_grid_first_dilation must be one of {MULTI_GRID_FIRST_DILATIONS}, "
+                             f"got {multi_grid_first_dilation!r}")
+        if multi_grid_first_dilation != "grid" and multi_grid is None:
+            raise ValueError(f"multi_grid_first_dilation={multi_grid_first_dilation!r} needs multi_grid "
+                             f"(e.g. multi_grid=(1, 2, 4)); without it timm's dilations are used")
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
         if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans <= 0:
@@ -71,10 +85,11 @@ class TimmEncoder(nn.Module):
         self.low_level_index = reductions.index(4) if 4 in reductions else None
         self.low_level_channels = channels[self.low_level_index] if self.low_level_index is not None else None
         if multi_grid is not None:
-            self._apply_multi_grid(tuple(multi_grid))
+            self._apply_multi_grid(tuple(multi_grid), multi_grid_first_dilation)
         self.multi_grid = None if multi_grid is None else tuple(multi_grid)
+        self.multi_grid_first_dilation = multi_grid_first_dilation
 
-    def _apply_multi_grid(self, grid: tuple[int, ...]) -> None:
+    def _apply_multi_grid(self, grid: tuple[int, ...], first: str = "grid") -> None:
         stage = getattr(self.model, "layer4", None)
         if stage is None or not all(hasattr(block, "conv2") for block in stage):
             raise ValueError(f"multi_grid needs a ResNet-style encoder with layer4 bottleneck blocks; "
@@ -82,10 +97,13 @@ class TimmEncoder(nn.Module):
         if len(grid) != len(stage) or any(not isinstance(g, int) or g <= 0 for g in grid):
             raise ValueError(f"multi_grid must be {len(stage)} positive ints for {self.name!r}, got {grid!r}")
         base = stage[-1].conv2.dilation[0]  # the stage's dilation (1 at stride 32, 2 at 16, 4 at 8)
-        for block, g in zip(stage, grid):
+        dilations = [base * g for g in grid]
+        if first == "previous":  # EMANet's release: the first block stays at the previous stage's dilation
+            dilations[0] = max(base // 2, 1)
+        for block, d in zip(stage, dilations):
             conv = block.conv2
-            conv.dilation = (base * g, base * g)
-            conv.padding = (base * g * (conv.kernel_size[0] // 2),) * 2
+            conv.dilation = (d, d)
+            conv.padding = (d * (conv.kernel_size[0] // 2),) * 2
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)
