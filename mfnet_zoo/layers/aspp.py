@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
+from ._checks import check_feature_map
+
 __all__ = ["ASPP", "atrous_rates_for"]
 
 
@@ -32,6 +34,7 @@ class ASPP(nn.Module):
         if not atrous_rates or any(isinstance(r, bool) or not isinstance(r, int) or r <= 0 for r in atrous_rates):
             raise ValueError(f"atrous_rates must be positive ints, got {atrous_rates!r}")
         self.atrous_rates = tuple(atrous_rates)
+        self.in_channels = in_channels
         self.branches = nn.ModuleList(
             [Conv2dNormActivation(in_channels, out_channels, kernel_size=1)]
             + [Conv2dNormActivation(in_channels, out_channels, kernel_size=3, dilation=r) for r in atrous_rates]
@@ -45,5 +48,6 @@ class ASPP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: B x in_channels x h x w -> B x out_channels x h x w."""
+        check_feature_map(x, self.in_channels, type(self).__name__)
         pooled = self.pool(x).expand(-1, -1, x.shape[-2], x.shape[-1])
         return self.project(torch.cat([branch(x) for branch in self.branches] + [pooled], dim=1))

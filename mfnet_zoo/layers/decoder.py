@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
+from ._checks import check_feature_map
+
 __all__ = ["DeepLabV3PlusDecoder", "ClassifierDecoder"]
 
 
@@ -63,6 +65,7 @@ class DeepLabV3PlusDecoder(_ClassifierMixin, nn.Module):
         _check_num_classes(num_classes)
         if num_convs not in (1, 2):
             raise ValueError(f"num_convs must be 1 or 2, got {num_convs!r}")
+        self.in_channels, self.low_level_channels = in_channels, low_level_channels
         conv3x3 = _separable_conv_bn_relu if separable else partial(Conv2dNormActivation, kernel_size=3)
         self.low_level_proj = Conv2dNormActivation(low_level_channels, low_level_projection, kernel_size=1)
         layers = [conv3x3(in_channels + low_level_projection, channels), nn.Dropout(0.5)]
@@ -72,6 +75,8 @@ class DeepLabV3PlusDecoder(_ClassifierMixin, nn.Module):
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, low_level: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        check_feature_map(low_level, self.low_level_channels, "DeepLabV3PlusDecoder (low-level features)")
+        check_feature_map(context, self.in_channels, "DeepLabV3PlusDecoder (context features)")
         # align_corners=True as the paper's (and DeepLab's) code, for weight compatibility
         context = F.interpolate(context, size=low_level.shape[-2:], mode="bilinear", align_corners=True)
         return self.classifier(self.fuse(torch.cat([context, self.low_level_proj(low_level)], dim=1)))
@@ -86,7 +91,9 @@ class ClassifierDecoder(_ClassifierMixin, nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 256) -> None:
         super().__init__()
         _check_num_classes(num_classes)
+        self.in_channels = in_channels
         self.classifier = nn.Conv2d(in_channels, num_classes, 1)
 
     def forward(self, low_level: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        check_feature_map(context, self.in_channels, "ClassifierDecoder (context features)")
         return self.classifier(context)

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
+from ._checks import check_feature_map
+
 __all__ = ["EMAUnit", "EMAContext"]
 
 
@@ -52,6 +54,7 @@ class EMAUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: B x C x h x w -> B x C x h x w."""
+        check_feature_map(x, self.channels, type(self).__name__)
         identity = x
         b, c, h, w = x.shape
         x = self.conv1(x).flatten(2)  # B x C x N
@@ -77,6 +80,7 @@ class EMAContext(nn.Module):
     def __init__(self, in_channels: int, out_channels: int = 256, width: int = 512, k: int = 64,
                  stages: int = 3, momentum: float = 0.9, dropout: float = 0.1) -> None:
         super().__init__()
+        self.in_channels = in_channels
         self.reduce = Conv2dNormActivation(in_channels, width, kernel_size=3)
         self.emau = EMAUnit(width, k=k, stages=stages, momentum=momentum)
         self.proj = Conv2dNormActivation(width, out_channels, kernel_size=3)
@@ -84,4 +88,5 @@ class EMAContext(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: B x in_channels x h x w -> B x out_channels x h x w."""
+        check_feature_map(x, self.in_channels, type(self).__name__)
         return self.dropout(self.proj(self.emau(self.reduce(x))))

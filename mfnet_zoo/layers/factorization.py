@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
+from ._checks import check_feature_map
+
 __all__ = ["FactorizationContext", "FoldedFactorizationContext", "Reconstruction"]
 
 _MODES = ("static", "nmf")
@@ -143,11 +145,13 @@ class FactorizationContext(nn.Module):
     def _nmf(self, v: torch.Tensor) -> torch.Tensor:
         """NMF of v (B x D x N, non-negative) with rank-K bases; returns bases @ coef^T, B x D x N."""
         # float32 throughout: the multiplicative updates divide by small numbers, and fp16
-        # products overflow at 2048 channels
+        # products overflow at 2048 channels; each image is factorized at unit scale (its max),
+        # so huge or tiny features neither overflow nor vanish
         with torch.autocast(device_type=v.device.type, enabled=False):
-            v = v.float()
-            bases = self.bases.float().unsqueeze(0).expand(v.shape[0], -1, -1)
             eps = 1e-6
+            scale = v.detach().float().amax(dim=(1, 2), keepdim=True).clamp_min(eps)
+            v = v.float() / scale
+            bases = self.bases.float().unsqueeze(0).expand(v.shape[0], -1, -1)
             with torch.no_grad():
                 coef = torch.softmax(v.transpose(1, 2) @ bases, dim=-1)  # B x N x K
                 steps = self.train_steps if self.training else self.eval_steps
@@ -156,10 +160,11 @@ class FactorizationContext(nn.Module):
                     bases = bases * (v @ coef) / (bases @ (coef.transpose(1, 2) @ coef) + eps)
             # one-step gradient: the last coefficient update is differentiable in v
             coef = coef * (v.transpose(1, 2) @ bases) / (coef @ (bases.transpose(1, 2) @ bases) + eps)
-            return bases @ coef.transpose(1, 2)
+            return (bases @ coef.transpose(1, 2)) * scale
 
     def forward(self, x: torch.Tensor, return_reconstruction: bool = False):
         """x: B x in_channels x h x w -> B x out_channels x h x w (see class docstring)."""
+        check_feature_map(x, self.in_channels, type(self).__name__)
         if not self.enabled:
             out = self.proj(x if self.width == self.in_channels else self.embed(x))
             return (out, None) if return_reconstruction else out
@@ -199,5 +204,6 @@ class FoldedFactorizationContext(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: B x in_channels x h x w -> B x out_channels x h x w."""
+        check_feature_map(x, self.in_channels, type(self).__name__)
         bias = F.interpolate(self.bias_map, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return F.relu(self.conv(x) + bias)

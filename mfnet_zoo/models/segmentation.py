@@ -13,6 +13,7 @@ from torch import nn
 
 from .. import hub
 from .._pretrained import PretrainedCfg
+from ..layers._checks import is_tracing
 from ..layers.factorization import Reconstruction
 from .encoder import TimmEncoder
 
@@ -35,10 +36,6 @@ class SegmentationOutput:
 
 
 torch.export.register_dataclass(SegmentationOutput, serialized_type_name="mfnet_zoo.SegmentationOutput")
-
-
-def _is_tracing() -> bool:
-    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
 
 
 class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo",
@@ -120,7 +117,7 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
                              f"{self.output_stride}; height and width must be >= {self.output_stride}")
 
     def forward(self, x: torch.Tensor) -> SegmentationOutput:
-        if not _is_tracing():  # as smp: shape checks would break or slow tracing and export
+        if not is_tracing():  # as smp: shape checks would break or slow tracing and export
             self.check_input(x)
         low_level, deep = self.encoder(x)
         if getattr(self.context, "provides_reconstruction", False):
