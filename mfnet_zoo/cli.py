@@ -90,7 +90,8 @@ def _dataset(args: argparse.Namespace, split: str, transforms):
     if args.data_root is None:
         raise ValueError(f"--data {args.data} needs --data-root")
     if args.data == "folder":
-        ds = data.FolderDataset(args.data_root, split, transforms=transforms, num_classes=args.num_classes)
+        ds = data.FolderDataset(args.data_root, split, transforms=transforms, num_classes=args.num_classes,
+                                skip_bad=args.skip_bad)
         return ds, ds.classes or [str(i) for i in range(ds.num_classes or args.num_classes)]
     if args.data == "voc-aug" and split == "train":
         if args.sbd_root is None:
@@ -104,6 +105,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="dataset folder (VOC: the folder holding VOCdevkit/)")
     p.add_argument("--sbd-root", help="SBD folder (img/, cls/, train.txt, val.txt) for --data voc-aug")
     p.add_argument("--download", action="store_true", help="let torchvision download VOC / SBD")
+    p.add_argument("--skip-bad", action="store_true", help="--data folder: leave out (and count) bad pairs")
     p.add_argument("--synthetic-size", type=int, default=1600, help="training scenes for --data synthetic")
     p.add_argument("--image-size", type=int, default=64, help="scene size for --data synthetic")
     p.add_argument("--batch-size", type=int, help="default: the preset's")

@@ -30,7 +30,8 @@ from . import hub
 from ._factory import create_model
 from ._pretrained import PretrainedCfg
 
-__all__ = ["DEFAULT_OUTPUT_STRIDE", "RULES", "SOURCES", "convert_checkpoint", "load_source_state_dict", "map_state_dict"]
+__all__ = ["DEFAULT_OUTPUT_STRIDE", "RULES", "SOURCES", "convert_checkpoint", "load_source_state_dict",
+           "map_state_dict"]
 
 Source = Literal["paper-mfnet", "paper-deeplab", "paper-emanet", "emanet"]
 SOURCES: tuple[str, ...] = ("paper-mfnet", "paper-deeplab", "paper-emanet", "emanet")

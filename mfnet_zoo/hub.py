@@ -154,6 +154,29 @@ def hub_config(model: nn.Module) -> dict[str, Any]:
     }
 
 
+MAX_CONFIG_INT = 1 << 16  # no size argument of any registered model comes near this
+
+
+def _check_config_values(args: dict[str, Any], path: str = "model_args") -> None:
+    """Reject values a config has no business holding, before anything is allocated: JSON data
+    only (no objects), no sizes beyond MAX_CONFIG_INT (a rank of 10**9 would try to allocate
+    terabytes)."""
+    for key, value in args.items():
+        where = f"{path}.{key}"
+        if isinstance(value, dict):
+            _check_config_values(value, where)
+        elif isinstance(value, (list, tuple)):
+            _check_config_values({str(i): v for i, v in enumerate(value)}, where)
+        elif isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        elif isinstance(value, int):
+            if abs(value) > MAX_CONFIG_INT:
+                raise ValueError(f"config value {where}={value} is implausibly large (limit {MAX_CONFIG_INT}); "
+                                 f"refusing to build it")
+        elif not isinstance(value, float):
+            raise ValueError(f"config value {where} has type {type(value).__name__}; only JSON data is allowed")
+
+
 def model_from_config(config: dict[str, Any]) -> nn.Module:
     """Rebuild the architecture described by a ``config.json`` (registered names only, as data)."""
     from ._factory import create_model
@@ -161,6 +184,7 @@ def model_from_config(config: dict[str, Any]) -> nn.Module:
     if not isinstance(config, dict) or not isinstance(config.get("architecture"), str) \
             or not isinstance(config.get("model_args", {}), dict):
         raise ValueError(f"not an mfnet_zoo config (needs 'architecture' and 'model_args'): {str(config)[:200]}")
+    _check_config_values(config.get("model_args", {}))
     model = create_model(config["architecture"], **config.get("model_args", {}))
     id2label = config.get("id2label")
     labels = tuple(id2label[str(i)] for i in range(len(id2label))) if id2label else None

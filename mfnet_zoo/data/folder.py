@@ -1,6 +1,7 @@
 """Custom data in a folder: images/{split}/NAME.(jpg|png|...) + masks/{split}/NAME.png [+ classes.txt]."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +58,14 @@ class FolderDataset(Dataset):
 
     ``root/classes.txt`` (one name per line) gives the class names and count; without it pass
     ``num_classes`` to have labels checked. Items: ``transforms(image, mask)`` with a uint8
-    tv_tensors.Image and an int64 tv_tensors.Mask.
+    tv_tensors.Image and an int64 tv_tensors.Mask. A bad pair (unreadable file, size mismatch,
+    label out of range) is an error naming the file when it is read; with ``skip_bad=True``
+    every pair is checked up front (reads the whole split once), bad ones are left out and
+    listed in ``skipped``.
     """
 
     def __init__(self, root: str | Path, split: str = "train", transforms=None, num_classes: int | None = None,
-                 ignore_index: int = 255) -> None:
+                 ignore_index: int = 255, skip_bad: bool = False) -> None:
         self.root = Path(root)
         image_dir, mask_dir = self.root / "images" / split, self.root / "masks" / split
         for folder in (image_dir, mask_dir):
@@ -81,11 +85,30 @@ class FolderDataset(Dataset):
         self.num_classes = len(self.classes) if self.classes else num_classes
         self.ignore_index = ignore_index
         self.transforms = transforms
+        self.skipped: list[str] = []
+        if skip_bad:
+            good = []
+            for pair in zip(self.images, self.masks):
+                try:
+                    self._load(*pair)
+                    good.append(pair)
+                except ValueError as e:
+                    self.skipped.append(str(e))
+            if not good:
+                raise ValueError(f"every image in {str(image_dir)!r} is bad, e.g. {self.skipped[0]}")
+            self.images, self.masks = [p for p, _ in good], [m for _, m in good]
+            if self.skipped:
+                warnings.warn(f"skipped {len(self.skipped)} bad image/mask pair(s) in {str(image_dir)!r}, "
+                              f"e.g. {self.skipped[0]}", UserWarning, stacklevel=2)
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def _load(self, image_path: Path, mask_path: Path) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        image, mask = load_image(image_path), load_mask(mask_path)
+        check_pair(image, mask, self.num_classes, self.ignore_index, str(image_path))
+        return image, mask
+
     def __getitem__(self, index: int):
-        image, mask = load_image(self.images[index]), load_mask(self.masks[index])
-        check_pair(image, mask, self.num_classes, self.ignore_index, str(self.images[index]))
+        image, mask = self._load(self.images[index], self.masks[index])
         return self.transforms(image, mask) if self.transforms is not None else (image, mask)
