@@ -96,3 +96,10 @@ def test_folder_skip_bad_counts_and_leaves_out(tmp_path):
     assert "00001.png" in ds.skipped[0] and "00002.png" in ds.skipped[1]
     with pytest.raises(ValueError, match="00002.png"):
         FolderDataset(root, "train")[2]
+
+
+def test_repo_ids_and_paths_are_validated_before_any_request():
+    with pytest.raises(ValueError, match="Repo id must be in the form"):
+        create_model("mfnet", encoder="test_resnet", pretrained="hf-hub:../../etc/passwd")
+    with pytest.raises(FileNotFoundError, match="has no readable config.json"):
+        from_pretrained("/")
