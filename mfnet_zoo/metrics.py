@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from .layers._checks import check_positive_int
+
 __all__ = ["SegmentationMetrics"]
 
 
@@ -17,8 +19,7 @@ class SegmentationMetrics:
     """
 
     def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str | None = None) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        check_positive_int("num_classes", num_classes)
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
 

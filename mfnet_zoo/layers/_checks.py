@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_feature_map", "is_tracing"]
+__all__ = ["check_feature_map", "check_positive_int", "is_tracing"]
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """Raise ValueError unless ``value`` is an int > 0 (bools excluded), naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def is_tracing() -> bool:

@@ -12,14 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
-from ._checks import check_feature_map
+from ._checks import check_feature_map, check_positive_int
 
 __all__ = ["DeepLabV3PlusDecoder", "ClassifierDecoder"]
-
-
-def _check_num_classes(num_classes: int) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
 
 
 def _separable_conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -37,7 +32,7 @@ class _ClassifierMixin:
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the 1x1 classifier by a newly initialised one with ``num_classes`` outputs."""
-        _check_num_classes(num_classes)
+        check_positive_int("num_classes", num_classes)
         old = self.classifier
         self.classifier = nn.Conv2d(old.in_channels, num_classes, 1).to(old.weight.device, old.weight.dtype)
 
@@ -62,7 +57,7 @@ class DeepLabV3PlusDecoder(_ClassifierMixin, nn.Module):
                  low_level_projection: int = 48, channels: int = 256, separable: bool = False,
                  num_convs: int = 2) -> None:
         super().__init__()
-        _check_num_classes(num_classes)
+        check_positive_int("num_classes", num_classes)
         if num_convs not in (1, 2):
             raise ValueError(f"num_convs must be 1 or 2, got {num_convs!r}")
         self.in_channels, self.low_level_channels = in_channels, low_level_channels
@@ -90,7 +85,7 @@ class ClassifierDecoder(_ClassifierMixin, nn.Module):
 
     def __init__(self, num_classes: int, in_channels: int = 256) -> None:
         super().__init__()
-        _check_num_classes(num_classes)
+        check_positive_int("num_classes", num_classes)
         self.in_channels = in_channels
         self.classifier = nn.Conv2d(in_channels, num_classes, 1)
 

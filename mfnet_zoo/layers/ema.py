@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
-from ._checks import check_feature_map
+from ._checks import check_feature_map, check_positive_int
 
 __all__ = ["EMAUnit", "EMAContext"]
 
@@ -37,8 +37,7 @@ class EMAUnit(nn.Module):
     def __init__(self, channels: int, k: int = 64, stages: int = 3, momentum: float = 0.9) -> None:
         super().__init__()
         for name, value in (("channels", channels), ("k", k), ("stages", stages)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, value)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
         self.channels, self.k, self.stages, self.momentum = channels, k, stages, momentum

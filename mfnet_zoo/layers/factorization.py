@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
-from ._checks import check_feature_map
+from ._checks import check_feature_map, check_positive_int
 
 __all__ = ["FactorizationContext", "FoldedFactorizationContext", "Reconstruction"]
 
@@ -38,11 +38,6 @@ class Reconstruction(NamedTuple):
 
     target: torch.Tensor
     estimate: torch.Tensor
-
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 class FactorizationContext(nn.Module):
@@ -88,7 +83,7 @@ class FactorizationContext(nn.Module):
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
                             ("rank", rank), ("width", width), ("train_steps", train_steps),
                             ("eval_steps", eval_steps)):
-            _check_positive(name, value)
+            check_positive_int(name, value)
         if len(base_size) != 2 or any(not isinstance(s, int) or s <= 0 for s in base_size):
             raise ValueError(f"base_size must be two positive ints (h0, w0), got {base_size!r}")
         self.in_channels, self.out_channels, self.rank, self.width = in_channels, out_channels, rank, width

@@ -10,6 +10,7 @@ from torch import nn
 from .. import hub
 from .._pretrained import PretrainedCfg
 from .._registry import get_pretrained_cfg, list_models
+from ..layers._checks import check_positive_int
 from .encoder import TimmEncoder
 from .segmentation import SegmentationModel
 
@@ -56,8 +57,7 @@ def build_segmentation_model(
     if unknown:
         raise TypeError(f"{model_name}() got unexpected keyword argument(s) {unknown}; "
                         f"valid: {sorted(set(COMMON_ARGS) | set(defaults))}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    check_positive_int("num_classes", num_classes)
     cfg = get_pretrained_cfg(model_name, pretrained_tag) or PretrainedCfg()
     if pretrained_cfg_overlay:
         cfg = cfg.replace(**pretrained_cfg_overlay)

@@ -10,6 +10,8 @@ from timm.models import split_model_name_tag
 import torch
 from torch import nn
 
+from ..layers._checks import check_positive_int
+
 __all__ = ["TimmEncoder"]
 
 OUTPUT_STRIDES = (8, 16, 32)
@@ -53,8 +55,7 @@ class TimmEncoder(nn.Module):
                              f"(e.g. multi_grid=(1, 2, 4)); without it timm's dilations are used")
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
-        if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans <= 0:
-            raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+        check_positive_int("in_chans", in_chans)
         if not isinstance(name, str) or not timm.is_model(split_model_name_tag(name)[0]):
             close = difflib.get_close_matches(str(name), timm.list_models(), n=5)
             raise ValueError(f"unknown timm encoder {name!r}; close timm names: {close}")
