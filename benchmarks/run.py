@@ -1,111 +1,100 @@
 """Side-by-side cost of the zoo's models, smp's DeepLabV3+ and torchvision's DeepLabV3, and of the
-context blocks alone; writes docs/benchmarks.md and the README's headline table.
+context blocks alone, on the CPU; writes docs/benchmarks.md and the README's headline table.
 
-    python benchmarks/run.py              # ~10 minutes on 2 CPU cores
+    python benchmarks/run.py              # ~15 minutes on 2 CPU cores
     python benchmarks/run.py --quick      # smaller sizes and fewer runs, for a smoke check
 
-Every number comes from one process with pinned threads and interleaved runs (mfnet_zoo.benchmark),
-so ratios are fair; absolute times depend on the machine, named in the output.
+Every table comes from one interleaved run in one process with pinned threads (mfnet_zoo.benchmark),
+so its ratios are fair; absolute times depend on the machine, named in the output. The GPU section
+of docs/benchmarks.md is written by benchmarks/gpu.py and kept as it is.
 """
 from __future__ import annotations
 
 import argparse
 import platform
 import re
-import statistics
-import time
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
 import timm
 import torch
 import torchvision
+from torch import nn
 
 import mfnet_zoo
 from mfnet_zoo import create_model
-from mfnet_zoo.benchmark import benchmark
+from mfnet_zoo._io import atomic_path
+from mfnet_zoo.benchmark import benchmark, benchmark_training
 from mfnet_zoo.layers import ASPP, EMAContext, FactorizationContext
+from mfnet_zoo.train import autocast
 
 ROOT = Path(__file__).resolve().parents[1]
+SMP = "smp DeepLabV3Plus r50 OS16"
+OURS = "deeplabv3plus_r50"
+GPU_BLOCK = re.compile(r"<!-- gpu:start -->.*<!-- gpu:end -->", re.DOTALL)
 
 
 def models() -> dict:
-    """Name -> builder; eval-mode, random weights (weights do not change the cost)."""
+    """Name -> builder; random weights (weights do not change the cost)."""
     return {
         "mfnet_r50": lambda: create_model("mfnet_r50"),
         "mfnet_r50 folded": lambda: create_model("mfnet_r50").reparameterize(),
         "mfnet_r50 nmf": lambda: create_model("mfnet_r50", mode="nmf"),
         "mfnet_lite_r50 folded": lambda: create_model("mfnet_lite_r50").reparameterize(),
-        "deeplabv3plus_r50": lambda: create_model("deeplabv3plus_r50"),
+        OURS: lambda: create_model(OURS),
         "emanet_r50": lambda: create_model("emanet_r50"),
-        "smp DeepLabV3Plus r50 OS16": lambda: smp.DeepLabV3Plus("resnet50", encoder_weights=None,
-                                                                encoder_output_stride=16, classes=21),
+        SMP: lambda: smp.DeepLabV3Plus("resnet50", encoder_weights=None, encoder_output_stride=16, classes=21),
         "torchvision deeplabv3_resnet50": lambda: torchvision.models.segmentation.deeplabv3_resnet50(
             weights=None, weights_backbone=None, num_classes=21, aux_loss=False),
     }
 
 
 def contexts(width: int = 2048) -> dict:
-    static = FactorizationContext(width).eval()
     return {
-        "FactorizationContext static (+ 1x1 proj)": static,
-        "FactorizationContext static, folded": FactorizationContext(width).eval().reparameterize(),
-        "FactorizationContext nmf, width 512": FactorizationContext(width, mode="nmf").eval(),
-        "FactorizationContext nmf, width 2048": FactorizationContext(width, mode="nmf", width=width).eval(),
-        "ASPP (256 out)": ASPP(width).eval(),
-        "EMANet head (3x3 2048->512, EMAU, 3x3 512->256)": EMAContext(width).eval(),
+        "FactorizationContext static (+ 1x1 proj)": lambda: FactorizationContext(width),
+        "FactorizationContext static, folded": lambda: FactorizationContext(width).eval().reparameterize(),
+        "FactorizationContext nmf, width 512": lambda: FactorizationContext(width, mode="nmf"),
+        "FactorizationContext nmf, width 2048": lambda: FactorizationContext(width, mode="nmf", width=width),
+        "ASPP (256 out)": lambda: ASPP(width),
+        "EMANet head (3x3 2048->512, EMAU, 3x3 512->256)": lambda: EMAContext(width),
     }
 
 
-@torch.no_grad()
-def time_module(modules: dict, shape: tuple[int, ...], runs: int, warmup: int = 2) -> dict[str, dict]:
-    """Interleaved median latency and MACs of plain modules on one input shape."""
-    x = torch.randn(shape)
-    for module in modules.values():
-        for _ in range(warmup):
-            module(x)
-    times = {name: [] for name in modules}
-    for _ in range(runs):
-        for name, module in modules.items():
-            start = time.perf_counter()
-            module(x)
-            times[name].append(time.perf_counter() - start)
-    macs = {}
-    for name, module in modules.items():
-        with torch.utils.flop_counter.FlopCounterMode(display=False) as counter:
-            module(x)
-        macs[name] = counter.get_total_flops() // 2
-    return {name: {"ms": statistics.median(t) * 1e3, "macs": macs[name]} for name, t in times.items()}
+class Variant(nn.Module):
+    """A model run on a channels_last copy of its input and/or under autocast, so that layouts and
+    dtypes can be interleaved in one benchmark; the input conversion is part of the timed call."""
+
+    def __init__(self, model: nn.Module, channels_last: bool, amp: str) -> None:
+        super().__init__()
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.channels_last, self.amp = channels_last, amp
+
+    def forward(self, x: torch.Tensor):
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(x.device, self.amp):
+            return self.model(x)
 
 
-def train_steps(builders: dict, sizes: dict, batch: int, runs: int) -> dict[str, float]:
-    """Median ms of one SGD training step (forward, backward, step), interleaved."""
-    built = {name: build().train() for name, build in builders.items()}
-    optimizers = {name: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for name, m in built.items()}
-    data = {name: (torch.randn(batch, 3, *sizes[name]), torch.randint(0, 21, (batch, *sizes[name])))
-            for name in built}
+def variants(names: list[str]) -> dict:
+    builders = models()
+    return {f"{name}, {amp if amp != 'none' else 'fp32'}{', channels_last' if cl else ''}":
+            (lambda name=name, cl=cl, amp=amp: Variant(builders[name](), cl, amp))
+            for name in names for amp in ("none", "bf16") for cl in (False, True)}
 
-    def step(name):
-        x, y = data[name]
-        out = built[name](x)
-        logits = out["out"] if isinstance(out, dict) else getattr(out, "logits", out)
-        loss = torch.nn.functional.cross_entropy(logits, y)
-        rec = getattr(out, "reconstruction", None)
-        if rec is not None:
-            loss = loss + 0.1 * torch.nn.functional.mse_loss(rec.estimate.expand_as(rec.target), rec.target)
-        optimizers[name].zero_grad(set_to_none=True)
-        loss.backward()
-        optimizers[name].step()
 
-    for name in built:
-        step(name)
-    times = {name: [] for name in built}
-    for _ in range(runs):
-        for name in built:
-            start = time.perf_counter()
-            step(name)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+def with_gpu_block(text: str, previous: str) -> str:
+    """``text`` followed by the GPU block of ``previous`` (benchmarks/gpu.py's, kept across CPU reruns)."""
+    block = GPU_BLOCK.search(previous)
+    return text + "\n" + block.group(0) + "\n" if block else text
+
+
+def _by_name(results: list[dict]) -> dict[str, dict]:
+    return {r["model"]: r for r in results}
+
+
+def _ratio(table: dict, name: str, ref: str, key: str = "median_ms") -> str:
+    return f"{table[name][key] / table[ref][key]:.2f}x"
 
 
 def main() -> None:
@@ -120,85 +109,106 @@ def main() -> None:
     base = (129, 129) if args.quick else (513, 513)
     smp_base = (128, 128) if args.quick else (512, 512)
     large = (256, 512) if args.quick else (1024, 2048)
-    smp_name = "smp DeepLabV3Plus r50 OS16"
+    small_ctx, large_ctx = ((1, 2048, 17, 17), (1, 2048, 32, 64)) if args.quick else \
+        ((1, 2048, 33, 33), (1, 2048, 64, 128))
+    smp_sizes = {SMP: smp_base}
     builders = models()
+    folded = "mfnet_r50 folded"
 
-    results = benchmark(builders, size=base, runs=runs, sizes={smp_name: smp_base})
-    large_results = benchmark(builders, size=large, runs=max(2, runs // 3), warmup=1, macs=False)
-    train = train_steps(builders, {n: (smp_base if n == smp_name else base) for n in builders}, batch=2,
-                        runs=max(2, runs // 2))
-    ctx_small = time_module(contexts(), (1, 2048, 33, 33), runs=runs * 3)
-    ctx_large = time_module(contexts(), (1, 2048, 64, 128), runs=runs)
-    by_name = {r["model"]: r for r in results}
-    large_by_name = {r["model"]: r for r in large_results}
+    main_table = _by_name(benchmark(builders, size=base, runs=runs, sizes=smp_sizes))
+    ab_rounds = runs + 4
+    ab = _by_name(benchmark({k: builders[k] for k in (OURS, folded, "mfnet_r50")}, size=base, runs=ab_rounds,
+                            macs=False, memory=False))
+    large_table = _by_name(benchmark(builders, size=large, runs=max(2, runs // 3), warmup=1, macs=False,
+                                     memory=False))
+    train = _by_name(benchmark_training({k: v for k, v in builders.items() if k != folded}, size=base, batch=2,
+                                        sizes=smp_sizes, runs=max(2, runs // 2)))
+    layout_names = [folded, OURS, SMP]
+    layout = _by_name(benchmark(variants(layout_names), size=base, runs=max(3, runs - 2), macs=False, memory=False,
+                                sizes={k: smp_base for k in variants([SMP])}))
+    layout_train = _by_name(benchmark_training(variants(["mfnet_r50"]), size=base, batch=2, runs=max(2, runs // 2),
+                                               memory=False))
+    ctx = [_by_name(benchmark(contexts(), input_shape=shape, runs=r)) for shape, r in ((small_ctx, runs * 3),
+                                                                                       (large_ctx, runs))]
 
-    def ratio(name, ref, table=by_name, key="median_ms"):
-        return table[name][key] / table[ref][key]
-
+    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+               f"torch {torch.__version__}, timm {timm.__version__}, smp {smp.__version__}, "
+               f"torchvision {torchvision.__version__}, mfnet_zoo {mfnet_zoo.__version__}")
     lines = [
-        "# Benchmarks",
-        "",
-        f"Written by `python benchmarks/run.py{' --quick' if args.quick else ''}` on "
-        f"{platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}, timm {timm.__version__}, "
-        f"smp {smp.__version__}, torchvision {torchvision.__version__}, mfnet_zoo {mfnet_zoo.__version__}. "
-        "Random weights, eval mode, batch 1, fp32, median of interleaved runs (warm-up excluded); MACs from "
-        "torch.utils.flop_counter. smp's DeepLabV3+ refuses 513 x 513, so it runs at 512 x 512.",
-        "",
-        f"## Whole models at {base[0]} x {base[1]}",
-        "",
-        "| model | params | GMACs | median ms | vs our DeepLabV3+ | vs smp DeepLabV3+ | train step ms (batch 2) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "# Benchmarks", "",
+        f"Written by `python benchmarks/run.py{' --quick' if args.quick else ''}` on {machine}. Random weights, "
+        "batch 1, fp32 unless a row says otherwise; each table is one run of interleaved rounds (warm-up "
+        "excluded), median latency. MACs from torch.utils.flop_counter. Peak MB: the tensors one call "
+        "allocates (activations, and gradients in training; weights and input excluded), counted by "
+        "`mfnet_zoo.profiling.peak_memory`. smp's DeepLabV3+ refuses 513 x 513, so it runs at 512 x 512.",
+        "", f"## Whole models at {base[0]} x {base[1]}", "",
+        f"Inference: eval mode, {runs} rounds. Training step: forward, `SegmentationLoss`, backward and SGD "
+        f"on a batch of 2, {max(2, runs // 2)} rounds (folding is for inference only, so it has no row).", "",
+        "| model | params | GMACs | median ms | min ms | peak MB | vs our DeepLabV3+ | vs smp DeepLabV3+ "
+        "| train step ms | train peak MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in results:
-        lines.append(f"| {r['model']} | {r['parameters']:,} | {r['macs'] / 1e9:.1f} | {r['median_ms']:.0f} | "
-                     f"{ratio(r['model'], 'deeplabv3plus_r50'):.2f}x | {ratio(r['model'], smp_name):.2f}x | "
-                     f"{train[r['model']]:.0f} |")
-    lines += ["", "Absolute times on a shared 2-core machine drift by 10-20 % between runs; the interleaved "
-              "ratios move less (a rerun of 11 rounds of just deeplabv3plus_r50, mfnet_r50 folded and mfnet_r50 "
-              "gave 1.00x, 0.82x, 0.95x).",
-              "", f"## Whole models at {large[0]} x {large[1]}", "",
-              f"{max(2, runs // 3)} interleaved rounds after one warm-up (about 10 s per forward here), so these "
-              "rows are noisier than the ones above.", "",
-              "| model | median ms | vs our DeepLabV3+ | vs smp DeepLabV3+ |", "|---|---:|---:|---:|"]
-    for r in large_results:
-        lines.append(f"| {r['model']} | {r['median_ms']:.0f} | "
-                     f"{ratio(r['model'], 'deeplabv3plus_r50', large_by_name):.2f}x | "
-                     f"{ratio(r['model'], smp_name, large_by_name):.2f}x |")
-    for title, table in (("2048 x 33 x 33", ctx_small), ("2048 x 64 x 128", ctx_large)):
-        aspp = table["ASPP (256 out)"]
-        lines += ["", f"## Context blocks alone on {title}", "",
-                  "| block | GMACs | ms | MACs vs ASPP | time vs ASPP |", "|---|---:|---:|---:|---:|"]
-        for name, v in table.items():
-            lines.append(f"| {name} | {v['macs'] / 1e9:.2f} | {v['ms']:.1f} | {v['macs'] / aspp['macs']:.3f}x | "
-                         f"{v['ms'] / aspp['ms']:.3f}x |")
-    nmf = "FactorizationContext nmf, width 512"
-    pixel_ratio = (64 * 128) / (33 * 33)
-    lines += ["", "NMF cost grows with the number of pixels: "
-              f"{ctx_large[nmf]['ms'] / ctx_small[nmf]['ms']:.2f}x the time and "
-              f"{ctx_large[nmf]['macs'] / ctx_small[nmf]['macs']:.2f}x the MACs for {pixel_ratio:.2f}x the pixels."]
-    folded, lite, nmf_ms = "mfnet_r50 folded", "mfnet_lite_r50 folded", ctx_small[nmf]["ms"]
-    params = by_name["mfnet_r50"]["parameters"] / by_name["deeplabv3plus_r50"]["parameters"]
-    aspp_ms = ctx_small["ASPP (256 out)"]["ms"]
+    for name, r in main_table.items():
+        step = train.get(name)
+        lines.append(f"| {name} | {r['parameters']:,} | {r['macs'] / 1e9:.1f} | {r['median_ms']:.0f} | "
+                     f"{r['min_ms']:.0f} | {r['peak_memory_mb']:.0f} | {_ratio(main_table, name, OURS)} | "
+                     f"{_ratio(main_table, name, SMP)} | "
+                     + (f"{step['median_ms']:.0f} | {step['peak_memory_mb']:.0f} |" if step else "— | — |"))
+    lines += ["", f"The headline pair again, alone, in {ab_rounds} interleaved rounds (fewer models, less drift "
+              "between the rows):", "", "| model | median ms | min ms | vs our DeepLabV3+ |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {r['median_ms']:.0f} | {r['min_ms']:.0f} | {_ratio(ab, name, OURS)} |"
+              for name, r in ab.items()]
+    lines += ["", f"## Whole models at {large[0]} x {large[1]}", "",
+              f"{max(2, runs // 3)} interleaved rounds after one warm-up (seconds per forward here), so these rows "
+              "are noisier than the ones above.", "",
+              "| model | median ms | min ms | vs our DeepLabV3+ | vs smp DeepLabV3+ |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {r['median_ms']:.0f} | {r['min_ms']:.0f} | {_ratio(large_table, name, OURS)} | "
+              f"{_ratio(large_table, name, SMP)} |" for name, r in large_table.items()]
+    lines += ["", "## Memory layout and bf16 on this CPU", "",
+              f"Inference at {base[0]} x {base[1]} ({smp_base[0]} for smp), interleaved; channels_last converts "
+              "the model and, inside the timed call, the input. The ratio is to the same model in fp32 NCHW.", "",
+              "| model, dtype, layout | median ms | vs fp32 NCHW |", "|---|---:|---:|"]
+    for name, r in layout.items():
+        lines.append(f"| {name} | {r['median_ms']:.0f} | {_ratio(layout, name, name.split(',')[0] + ', fp32')} |")
+    lines += ["", f"Training steps of mfnet_r50 (batch 2, {base[0]} x {base[1]}), interleaved:", "",
+              "| variant | step ms | vs fp32 NCHW |", "|---|---:|---:|"]
+    lines += [f"| {name} | {r['median_ms']:.0f} | {_ratio(layout_train, name, 'mfnet_r50, fp32')} |"
+              for name, r in layout_train.items()]
+    for shape, table in zip((small_ctx, large_ctx), ctx, strict=True):
+        lines += ["", f"## Context blocks alone on {shape[1]} x {shape[2]} x {shape[3]}", "",
+                  "| block | GMACs | median ms | peak MB | MACs vs ASPP | time vs ASPP |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {r['macs'] / 1e9:.2f} | {r['median_ms']:.1f} | {r['peak_memory_mb']:.1f} | "
+                  f"{_ratio(table, name, 'ASPP (256 out)', 'macs')} | {_ratio(table, name, 'ASPP (256 out)')} |"
+                  for name, r in table.items()]
+    nmf, aspp = "FactorizationContext nmf, width 512", "ASPP (256 out)"
+    pixels = (large_ctx[2] * large_ctx[3]) / (small_ctx[2] * small_ctx[3])
+    lines += ["", "NMF cost grows linearly with the number of pixels: "
+              f"{ctx[1][nmf]['median_ms'] / ctx[0][nmf]['median_ms']:.2f}x the time and "
+              f"{ctx[1][nmf]['macs'] / ctx[0][nmf]['macs']:.2f}x the MACs for {pixels:.2f}x the pixels."]
     headline = [
-        "| ratio (CPU, batch 1, measured by benchmarks/run.py) | value |",
-        "|---|---:|",
-        f"| mfnet_r50 folded / deeplabv3plus_r50 latency at {base[0]} | {ratio(folded, 'deeplabv3plus_r50'):.2f}x |",
-        f"| mfnet_r50 / deeplabv3plus_r50 parameters | {params:.2f}x |",
+        "| ratio (CPU, batch 1, measured by benchmarks/run.py) | value |", "|---|---:|",
+        f"| mfnet_r50 folded / deeplabv3plus_r50 latency at {base[0]} ({ab_rounds}-round A/B) | "
+        f"{_ratio(ab, folded, OURS)} |",
+        f"| mfnet_r50 / deeplabv3plus_r50 parameters | {_ratio(main_table, 'mfnet_r50', OURS, 'parameters')} |",
         f"| mfnet_lite_r50 folded / smp DeepLabV3Plus latency ({base[0]} vs {smp_base[0]}) | "
-        f"{ratio(lite, smp_name):.2f}x |",
-        f"| folded context / ASPP time on 2048 x 33 x 33 | "
-        f"{ctx_small['FactorizationContext static, folded']['ms'] / aspp_ms:.3f}x |",
-        f"| NMF context (width 512) / ASPP time on 2048 x 33 x 33 | {nmf_ms / aspp_ms:.2f}x |",
+        f"{_ratio(main_table, 'mfnet_lite_r50 folded', SMP)} |",
+        f"| folded context / ASPP time on 2048 x {small_ctx[2]} x {small_ctx[3]} | "
+        f"{ctx[0]['FactorizationContext static, folded']['median_ms'] / ctx[0][aspp]['median_ms']:.3f}x |",
+        f"| NMF context (width 512) / ASPP time on 2048 x {small_ctx[2]} x {small_ctx[3]} | "
+        f"{_ratio(ctx[0], nmf, aspp)} |",
     ]
     lines += ["", "## Headline (also in README.md)", "", *headline, ""]
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    out = Path(args.out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(with_gpu_block("\n".join(lines) + "\n", out.read_text() if out.is_file() else ""))
     readme = ROOT / "README.md"
     text = readme.read_text()
     block = "<!-- benchmarks:start -->\n" + "\n".join(headline) + "\n<!-- benchmarks:end -->"
     if not args.quick and "<!-- benchmarks:start -->" in text:
-        readme.write_text(re.sub(r"<!-- benchmarks:start -->.*<!-- benchmarks:end -->", lambda _: block, text,
-                                 flags=re.S))
+        with atomic_path(readme) as tmp:
+            tmp.write_text(re.sub(r"<!-- benchmarks:start -->.*<!-- benchmarks:end -->", lambda _: block, text,
+                                  flags=re.DOTALL))
     print("\n".join(lines))
 
 

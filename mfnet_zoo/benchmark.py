@@ -1,4 +1,5 @@
-"""Latency, throughput and peak memory of models measured side by side (interleaved runs)."""
+"""Inference and training cost of models measured side by side: interleaved rounds, so machine drift hits
+every model alike and the ratios stay fair."""
 from __future__ import annotations
 
 import statistics
@@ -6,11 +7,17 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .profiling import count_macs, count_parameters
+from .losses import SegmentationLoss
+from .models.segmentation import SegmentationOutput
+from .profiling import count_macs, count_parameters, peak_memory
+from .train import autocast
 
-__all__ = ["benchmark", "format_benchmark"]
+__all__ = ["benchmark", "benchmark_training", "format_benchmark"]
+
+ModelSpec = nn.Module | Callable[[], nn.Module]
 
 
 def _sync(device: torch.device) -> None:
@@ -18,54 +25,163 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@torch.no_grad()
-def benchmark(models: dict[str, nn.Module | Callable[[], nn.Module]], size: int | tuple[int, int] = 513,
-              batch: int = 1, device: torch.device | str = "cpu", runs: int = 7, warmup: int = 2,
-              channels_last: bool = False, macs: bool = True,
-              sizes: dict[str, tuple[int, int]] | None = None) -> list[dict]:
-    """Eval-mode forward latency of each model, measured in interleaved rounds so drift hits all alike.
+def _build(spec: ModelSpec) -> nn.Module:
+    return spec if isinstance(spec, nn.Module) else spec()
 
-    ``models`` maps names to modules (any: smp's and torchvision's too) or to zero-argument builders;
-    ``sizes`` overrides the input size per model (smp's DeepLabV3+ refuses 513, say).
 
-    Returns per model: parameters, MACs (one image), median and min latency (ms, warm-up
-    excluded), throughput (images/s) and, on CUDA, peak allocated memory (MB).
-    """
-    device = torch.device(device)
+def _shapes(models: dict, size: int | tuple[int, int], batch: int, sizes: dict | None,
+            input_shape: tuple[int, ...] | None, built: dict[str, nn.Module]) -> dict[str, tuple[int, ...]]:
+    """B x C x H x W per model: ``input_shape`` for plain blocks, else an image batch of the model's size."""
+    if input_shape is not None:
+        return {name: tuple(input_shape) for name in models}
     default = (size, size) if isinstance(size, int) else tuple(size)
-    shapes = {name: tuple((sizes or {}).get(name, default)) for name in models}
-    built = {name: (m() if callable(m) and not isinstance(m, nn.Module) else m).eval().to(device)
-             for name, m in models.items()}
-    results = {name: {"model": name, "parameters": count_parameters(m), "batch": batch, "size": list(shapes[name]),
-                      "device": str(device), "times": []} for name, m in built.items()}
-    inputs = {}
-    for name, model in built.items():
-        height, width = shapes[name]
-        in_chans = getattr(model, "in_chans", 3)  # smp, torchvision and other models: RGB
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
-        if macs:
-            results[name]["macs"] = count_macs(model, (1, in_chans, height, width))
-        x = torch.randn(batch, in_chans, height, width, device=device)
-        inputs[name] = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    # smp, torchvision and other models have no in_chans: RGB
+    return {name: (batch, getattr(built[name], "in_chans", 3), *(sizes or {}).get(name, default)) for name in models}
+
+
+def _peak_mb(fn: Callable[[], object], device: torch.device) -> float:
+    """MB of tensors allocated while fn runs (weights and inputs excluded), from the allocator on CUDA."""
+    if device.type != "cuda":
+        return peak_memory(fn) / 2**20
+    _sync(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    _sync(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
+def _interleaved(steps: dict[str, Callable[[], object]], device: torch.device, runs: int,
+                 warmup: int) -> dict[str, dict[str, float]]:
+    """Warm each step up, then time one call of each per round; median and min ms over the rounds."""
+    for step in steps.values():
         for _ in range(warmup):
-            model(inputs[name])
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(runs):
-        for name, model in built.items():
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
+        for name, step in steps.items():
             _sync(device)
             start = time.perf_counter()
-            model(inputs[name])
+            step()
             _sync(device)
-            results[name]["times"].append(time.perf_counter() - start)
-            if device.type == "cuda":
-                results[name]["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    for result in results.values():
-        times = result.pop("times")
-        result["median_ms"] = statistics.median(times) * 1e3
-        result["min_ms"] = min(times) * 1e3
-        result["images_per_s"] = batch / statistics.median(times)
+            times[name].append(time.perf_counter() - start)
+    return {name: {"median_ms": statistics.median(t) * 1e3, "min_ms": min(t) * 1e3} for name, t in times.items()}
+
+
+def _prepare(spec: ModelSpec, device: torch.device, channels_last: bool) -> nn.Module:
+    model = _build(spec).to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def _input(shape: tuple[int, ...], device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = torch.randn(shape, device=device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
+
+
+@torch.no_grad()
+def benchmark(models: dict[str, ModelSpec], size: int | tuple[int, int] = 513, batch: int = 1,
+              device: torch.device | str = "cpu", runs: int = 7, warmup: int = 2, channels_last: bool = False,
+              macs: bool = True, sizes: dict[str, tuple[int, int]] | None = None,
+              amp: str = "none", compile: bool | str = False, memory: bool = True,
+              input_shape: tuple[int, ...] | None = None) -> list[dict]:
+    """Eval-mode forward latency of each model, measured in interleaved rounds.
+
+    ``models`` maps names to modules (any: smp's and torchvision's too) or to zero-argument builders;
+    ``sizes`` overrides the image size per model (smp's DeepLabV3+ refuses 513, say); ``input_shape``
+    (B x C x H x W) replaces the image batch, for blocks such as a context module on 2048 x 33 x 33.
+    ``amp`` ('none', 'bf16', 'fp16') runs under autocast; ``compile`` wraps each model in ``torch.compile`` (a backend
+    name, or True for inductor) and the warm-up rounds absorb the compilation.
+
+    Returns per model: parameters, MACs (one input of batch 1), median and min latency (ms,
+    warm-up excluded), throughput (inputs/s) and peak MB of the tensors one forward allocates
+    (activations; weights and inputs excluded), from the allocator on CUDA and from
+    :func:`mfnet_zoo.profiling.peak_memory` elsewhere; MACs and memory come from one eager forward
+    outside the timed runs.
+    """
+    device = torch.device(device)
+    autocast(device, amp)  # a bad amp fails before anything is built
+    built = {name: _prepare(spec, device, channels_last).eval() for name, spec in models.items()}
+    shapes = _shapes(models, size, batch, sizes, input_shape, built)
+    inputs = {name: _input(shapes[name], device, channels_last) for name in built}
+    results = {name: {"model": name, "parameters": count_parameters(m), "batch": shapes[name][0],
+                      "size": list(shapes[name][2:]), "device": str(device)} for name, m in built.items()}
+    for name, model in built.items():
+        if macs:
+            results[name]["macs"] = count_macs(model, (1, *shapes[name][1:]))
+        if memory:
+            with autocast(device, amp):
+                results[name]["peak_memory_mb"] = _peak_mb(lambda m=model, x=inputs[name]: m(x), device)
+    runners = {name: torch.compile(m, backend="inductor" if compile is True else compile) if compile else m
+               for name, m in built.items()}
+
+    def forward(name: str) -> Callable[[], object]:
+        def run():
+            with autocast(device, amp):
+                return runners[name](inputs[name])
+        return run
+
+    timed = _interleaved({name: forward(name) for name in built}, device, runs, warmup)
+    for name, result in results.items():
+        result.update(timed[name])
+        result["images_per_s"] = result["batch"] / timed[name]["median_ms"] * 1e3
+    return list(results.values())
+
+
+def _loss(criterion: SegmentationLoss, output: object, target: torch.Tensor) -> torch.Tensor:
+    """The zoo's loss on any segmentation output: ours, smp's (a tensor), torchvision's (a dict)."""
+    if isinstance(output, dict):
+        output = output["out"]
+    if not isinstance(output, (SegmentationOutput, torch.Tensor)):
+        raise TypeError(f"cannot take a loss of a {type(output).__name__} output")
+    if isinstance(output, torch.Tensor) and output.shape[-2:] != target.shape[-2:]:
+        output = F.interpolate(output, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    return criterion(output, target)
+
+
+def benchmark_training(models: dict[str, ModelSpec], size: int | tuple[int, int] = 513, batch: int = 2,
+                       device: torch.device | str = "cpu", runs: int = 3, warmup: int = 1,
+                       channels_last: bool = False, amp: str = "none",
+                       sizes: dict[str, tuple[int, int]] | None = None, num_classes: int = 21,
+                       memory: bool = True) -> list[dict]:
+    """Train-mode step latency (forward, the zoo's loss, backward, SGD with momentum), interleaved.
+
+    The loss is :class:`~mfnet_zoo.SegmentationLoss`, so MFNet's step includes its reconstruction
+    term as in training. Targets are random labels below the model's ``num_classes`` (ours) or
+    ``num_classes`` (others: smp, torchvision). Returns per model: median and min step ms, images/s and the peak MB of
+    tensors one step allocates (activations, gradients; measured on a step after the warm-up).
+    """
+    device = torch.device(device)
+    autocast(device, amp)
+    if runs < 1 or warmup < 1:
+        raise ValueError(f"runs and warmup must be >= 1 (the first step creates optimizer state), "
+                         f"got runs={runs}, warmup={warmup}")
+    built = {name: _prepare(spec, device, channels_last).train() for name, spec in models.items()}
+    shapes = _shapes(models, size, batch, sizes, None, built)
+    criterion = SegmentationLoss()
+    results = {}
+    steps = {}
+    for name, model in built.items():
+        x = _input(shapes[name], device, channels_last)
+        classes = getattr(model, "num_classes", num_classes)
+        target = torch.randint(0, classes, (shapes[name][0], *shapes[name][2:]), device=device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+
+        def step(model=model, x=x, target=target, optimizer=optimizer):
+            with autocast(device, amp):
+                loss = _loss(criterion, model(x), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        steps[name] = step
+        results[name] = {"model": name, "batch": shapes[name][0], "size": list(shapes[name][2:]),
+                         "device": str(device)}
+    timed = _interleaved(steps, device, runs, warmup)
+    for name, result in results.items():
+        result.update(timed[name])
+        result["images_per_s"] = result["batch"] / timed[name]["median_ms"] * 1e3
+        if memory:
+            result["peak_memory_mb"] = _peak_mb(steps[name], device)
     return list(results.values())
 
 
@@ -75,7 +191,8 @@ def format_benchmark(results: Sequence[dict], reference: str | None = None) -> s
     header = "| model | params | GMACs | median ms | min ms | img/s | peak MB |" + (" ratio |" if ref else "")
     lines = [header, "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if ref else "")]
     for r in results:
-        row = (f"| {r['model']} | {r['parameters']:,} | {r.get('macs', float('nan')) / 1e9:.1f} | "
+        params = f"{r['parameters']:,}" if "parameters" in r else "n/a"
+        row = (f"| {r['model']} | {params} | {r.get('macs', float('nan')) / 1e9:.1f} | "
                f"{r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['images_per_s']:.2f} | "
                f"{r.get('peak_memory_mb', float('nan')):.0f} |")
         lines.append(row + (f" {r['median_ms'] / ref['median_ms']:.2f}x |" if ref else ""))

@@ -260,13 +260,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from .benchmark import benchmark, format_benchmark
+    from .benchmark import benchmark, benchmark_training, format_benchmark
 
     for name in args.models:  # fail on a typo before building anything
         model_entrypoint(name)
     models = {name: (lambda name=name: create_model(name)) for name in args.models}
-    results = benchmark(models, size=args.size, batch=args.batch, device=_device(args.device), runs=args.runs,
-                        warmup=args.warmup, channels_last=args.channels_last, macs=not args.no_macs)
+    common = dict(size=args.size, batch=args.batch, device=_device(args.device), runs=args.runs,
+                  warmup=args.warmup, channels_last=args.channels_last, amp=args.amp)
+    if args.train:
+        results = benchmark_training(models, **common)
+    else:
+        results = benchmark(models, macs=not args.no_macs, compile=args.compile or False, **common)
     print(json.dumps(results, indent=2) if args.json else format_benchmark(results, reference=args.models[0]))
     return 0
 
@@ -348,6 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast dtype")
+    p.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
+                   help="torch.compile each model (default backend: inductor); warm-up absorbs compilation")
+    p.add_argument("--train", action="store_true", help="time training steps (forward, loss, backward, SGD)")
     p.add_argument("--no-macs", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_benchmark)

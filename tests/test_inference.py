@@ -5,7 +5,6 @@ import torch
 from PIL import Image
 
 from mfnet_zoo import create_model
-from mfnet_zoo.benchmark import benchmark, format_benchmark
 from mfnet_zoo.cli import main
 from mfnet_zoo.export import export_onnx, export_program
 from mfnet_zoo.predict import expand_inputs, infer_probabilities, predict_files
@@ -119,14 +118,6 @@ def test_onnx_export_matches_onnxruntime_at_two_sizes(tmp_path, name, kwargs):
         assert np.abs(out - model(x).logits.detach().numpy()).max() < 1e-4
     with pytest.raises(ValueError, match="opset must be >= 17"):
         export_onnx(model, tmp_path / "old.onnx", opset=13)
-
-
-def test_benchmark_interleaves_and_reports_ratios():
-    results = benchmark({"a": tiny(), "b": lambda: tiny("emanet")}, size=48, runs=2, warmup=1)
-    assert [r["model"] for r in results] == ["a", "b"]
-    assert all(r["median_ms"] > 0 and r["images_per_s"] > 0 and r["macs"] > 0 for r in results)
-    table = format_benchmark(results, reference="a")
-    assert "| a |" in table and "1.00x |" in table
 
 
 def test_cli_predict_export_benchmark(tmp_path, capsys):

@@ -1,0 +1,150 @@
+"""Benchmark machinery: tensor peak-memory counting, interleaved inference and training timing, the CLI,
+and the scripts in benchmarks/ that write docs/benchmarks.md."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mfnet_zoo import create_model
+from mfnet_zoo.benchmark import benchmark, benchmark_training, format_benchmark
+from mfnet_zoo.cli import main
+from mfnet_zoo.layers import ASPP, FactorizationContext
+from mfnet_zoo.profiling import peak_memory
+
+ROOT = Path(__file__).resolve().parents[1]
+MB = 2**20
+
+
+def tiny(name="mfnet", **kwargs):
+    return create_model(name, encoder="test_resnet", num_classes=3, **kwargs)
+
+
+def test_peak_memory_counts_live_tensors_only():
+    def chain():
+        a = torch.ones(256, 1024)  # 1 MB
+        b = a * 2  # 2 MB live
+        del a
+        c = b + 1  # b and c: 2 MB live again, never 3
+        return c
+
+    assert peak_memory(chain) == 2 * MB
+    existing = torch.zeros(256, 1024)
+    assert peak_memory(lambda: existing.view(-1).add_(1)) == 0  # views and in-place ops allocate nothing
+    assert peak_memory(lambda: existing[:128].clone()) == MB // 2
+
+
+def test_peak_memory_sees_backward_and_optimizer_state():
+    w = torch.zeros(256, 1024, requires_grad=True)
+    optimizer = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+
+    def step():
+        (w * 3).sum().backward()
+        optimizer.step()
+
+    # w's gradient (1 MB) and SGD's momentum buffer (1 MB) are created in the first step only
+    assert peak_memory(step) >= 2 * MB
+    w.grad = None
+    assert MB <= peak_memory(step) < 2 * MB
+
+
+def test_benchmark_interleaves_and_reports_ratios():
+    results = benchmark({"a": tiny().eval(), "b": lambda: tiny("emanet")}, size=48, runs=2, warmup=1)
+    assert [r["model"] for r in results] == ["a", "b"]
+    for r in results:
+        assert r["median_ms"] >= r["min_ms"] > 0 and r["images_per_s"] > 0 and r["macs"] > 0
+        assert r["peak_memory_mb"] > 0 and r["size"] == [48, 48]
+    table = format_benchmark(results, reference="a")
+    assert "| a |" in table and "1.00x |" in table
+
+
+def test_benchmark_blocks_on_feature_maps_bf16_channels_last_compiled():
+    blocks = {"ctx": FactorizationContext(64, 32, rank=4, base_size=(5, 5)).eval().reparameterize(),
+              "aspp": ASPP(64, 32)}
+    results = benchmark(blocks, input_shape=(2, 64, 9, 9), runs=1, warmup=1, amp="bf16", channels_last=True,
+                        compile="aot_eager")
+    by = {r["model"]: r for r in results}
+    assert by["ctx"]["size"] == [9, 9] and by["ctx"]["batch"] == 2
+    assert by["ctx"]["macs"] < by["aspp"]["macs"]
+    assert by["ctx"]["peak_memory_mb"] > 0
+
+
+def test_benchmark_training_takes_real_steps():
+    model = tiny()
+    before = [p.detach().clone() for p in model.parameters()]
+    results = benchmark_training({"mfnet": model, "deeplab": lambda: tiny("deeplabv3plus")}, size=40, batch=2,
+                                 runs=1, warmup=1)
+    assert [r["model"] for r in results] == ["mfnet", "deeplab"]
+    assert all(r["median_ms"] > 0 and r["images_per_s"] > 0 and r["peak_memory_mb"] > 0 for r in results)
+    assert model.training and any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_benchmark_training_takes_foreign_outputs():
+    import segmentation_models_pytorch as smp
+
+    smp_model = smp.DeepLabV3Plus("resnet18", encoder_weights=None, classes=3)
+    result, = benchmark_training({"smp": smp_model}, size=64, batch=2, runs=1, warmup=1, memory=False,
+                                 num_classes=3)
+    assert result["median_ms"] > 0 and "peak_memory_mb" not in result
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"runs": 0}, "runs and warmup must be >= 1"),
+    ({"amp": "fp8"}, "amp must be 'none', 'bf16' or 'fp16'"),
+    ({"amp": "fp16"}, "needs a CUDA device"),
+])
+def test_benchmark_training_rejects_bad_settings_before_building(kwargs, match):
+    def never():
+        raise AssertionError("built a model before checking the arguments")
+
+    with pytest.raises(ValueError, match=match):
+        benchmark_training({"m": never}, **kwargs)
+
+
+def test_cli_benchmark_train_and_inference(capsys):
+    assert main(["benchmark", "mfnet_lite", "--size", "64", "--runs", "1", "--warmup", "1", "--train",
+                 "--batch", "2", "--device", "cpu"]) == 0
+    assert "| mfnet_lite |" in capsys.readouterr().out
+    assert main(["benchmark", "mfnet_lite", "--size", "64", "--runs", "1", "--warmup", "1", "--amp", "bf16",
+                 "--channels-last", "--no-macs", "--device", "cpu", "--json"]) == 0
+    assert '"peak_memory_mb"' in capsys.readouterr().out
+
+
+def _scripts():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu
+        import run
+    finally:
+        sys.path.pop(0)
+    return gpu, run
+
+
+def test_gpu_section_is_replaced_in_place_and_kept_by_the_cpu_rerun():
+    gpu, run = _scripts()
+    block = "<!-- gpu:start -->\n## GPU\nold\n<!-- gpu:end -->"
+    doc = gpu.upsert("# Benchmarks\n\ncpu tables\n", block)
+    assert doc.endswith(block + "\n") and doc.startswith("# Benchmarks\n\ncpu tables\n")
+    new = block.replace("old", "new")
+    assert gpu.upsert(doc, new).count("<!-- gpu:start -->") == 1 and "new" in gpu.upsert(doc, new)
+    rerun = run.with_gpu_block("# Benchmarks\n\nnew cpu tables\n", doc)
+    assert "new cpu tables" in rerun and block in rerun and "\ncpu tables" not in rerun
+    assert run.with_gpu_block("# Benchmarks\n", "no gpu block") == "# Benchmarks\n"
+
+
+@pytest.mark.slow
+def test_gpu_script_smoke_on_cpu(tmp_path):
+    """benchmarks/gpu.py end to end on the CPU with tiny settings, so that it runs when a GPU is lent."""
+    out = tmp_path / "benchmarks.md"
+    out.write_text("# Benchmarks\n\ncpu tables\n")
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--size", "32",
+                    "--train-batch", "2", "--infer-batch", "1", "--runs", "1", "--amp", "bf16",
+                    "--compile-backend", "none", "--out", str(out), "--json", str(tmp_path / "gpu.json")],
+                   check=True, capture_output=True, text=True, cwd=tmp_path)
+    text = out.read_text()
+    assert text.startswith("# Benchmarks\n\ncpu tables\n") and text.count("<!-- gpu:start -->") == 1
+    for row in ("| mfnet_r50 |", "| mfnet_lite_r50 folded |", "| smp DeepLabV3Plus r50 OS16 |",
+                "mfnet_r50 training >= 1.25x", "no compiled runs"):
+        assert row in text  # the compiled path is tested on blocks above (aot_eager) and in test_toolchain
+    assert (tmp_path / "gpu.json").is_file()
