@@ -91,6 +91,16 @@ def with_gpu_block(text: str, previous: str) -> str:
     return text + "\n" + (block.group(0) if block else NO_GPU) + "\n"
 
 
+def verdict(ratios: list[float]) -> str:
+    """'helps'/'hurts'/'is mixed' for time ratios to a baseline, with the ratios."""
+    text = ", ".join(f"{r:.2f}x" for r in ratios)
+    if all(r < 0.95 for r in ratios):
+        return f"helps ({text})"
+    if all(r > 1.05 for r in ratios):
+        return f"hurts ({text})"
+    return f"is mixed or neutral ({text})"
+
+
 def _by_name(results: list[dict]) -> dict[str, dict]:
     return {r["model"]: r for r in results}
 
@@ -176,6 +186,13 @@ def main() -> None:
               "| variant | step ms | vs fp32 NCHW |", "|---|---:|---:|"]
     lines += [f"| {name} | {r['median_ms']:.0f} | {_ratio(layout_train, name, 'mfnet_r50, fp32')} |"
               for name, r in layout_train.items()]
+    lines += ["", "So on this CPU, channels_last alone " + verdict(
+        [layout[f"{n}, fp32, channels_last"]["median_ms"] / layout[f"{n}, fp32"]["median_ms"] for n in layout_names]
+        + [layout_train["mfnet_r50, fp32, channels_last"]["median_ms"] / layout_train["mfnet_r50, fp32"]["median_ms"]])
+        + "; bf16 autocast with channels_last " + verdict(
+        [layout[f"{n}, bf16, channels_last"]["median_ms"] / layout[f"{n}, fp32"]["median_ms"] for n in layout_names]
+        + [layout_train["mfnet_r50, bf16, channels_last"]["median_ms"] / layout_train["mfnet_r50, fp32"]["median_ms"]])
+        + " (ratios of the rows above, inference models then the training step)."]
     for shape, table in zip((small_ctx, large_ctx), ctx, strict=True):
         lines += ["", f"## Context blocks alone on {shape[1]} x {shape[2]} x {shape[3]}", "",
                   "| block | GMACs | median ms | peak MB | MACs vs ASPP | time vs ASPP |",
