@@ -68,6 +68,15 @@ def _interleaved(steps: dict[str, Callable[[], object]], device: torch.device, r
     return {name: {"median_ms": statistics.median(t) * 1e3, "min_ms": min(t) * 1e3} for name, t in times.items()}
 
 
+def _check_settings(device: torch.device, amp: str, runs: int, warmup: int, min_warmup: int) -> None:
+    """Fail on a bad amp or round count before any model is built."""
+    autocast(device, amp)
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise ValueError(f"runs must be an int >= 1, got {runs!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < min_warmup:
+        raise ValueError(f"warmup must be an int >= {min_warmup}, got {warmup!r}")
+
+
 def _prepare(spec: ModelSpec, device: torch.device, channels_last: bool) -> nn.Module:
     model = _build(spec).to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
@@ -89,8 +98,8 @@ def benchmark(models: dict[str, ModelSpec], size: int | tuple[int, int] = 513, b
     ``models`` maps names to modules (any: smp's and torchvision's too) or to zero-argument builders;
     ``sizes`` overrides the image size per model (smp's DeepLabV3+ refuses 513, say); ``input_shape``
     (B x C x H x W) replaces the image batch, for blocks such as a context module on 2048 x 33 x 33.
-    ``amp`` ('none', 'bf16', 'fp16') runs under autocast; ``compile`` wraps each model in ``torch.compile`` (a backend
-    name, or True for inductor) and the warm-up rounds absorb the compilation.
+    ``amp`` ('none', 'bf16', 'fp16') runs under autocast; ``compile`` wraps each model in
+    ``torch.compile`` (a backend name, or True for inductor) and the warm-up rounds absorb the compilation.
 
     Returns per model: parameters, MACs (one input of batch 1), median and min latency (ms,
     warm-up excluded), throughput (inputs/s) and peak MB of the tensors one forward allocates
@@ -99,7 +108,7 @@ def benchmark(models: dict[str, ModelSpec], size: int | tuple[int, int] = 513, b
     outside the timed runs.
     """
     device = torch.device(device)
-    autocast(device, amp)  # a bad amp fails before anything is built
+    _check_settings(device, amp, runs, warmup, min_warmup=0)
     built = {name: _prepare(spec, device, channels_last).eval() for name, spec in models.items()}
     shapes = _shapes(models, size, batch, sizes, input_shape, built)
     inputs = {name: _input(shapes[name], device, channels_last) for name in built}
@@ -151,10 +160,7 @@ def benchmark_training(models: dict[str, ModelSpec], size: int | tuple[int, int]
     tensors one step allocates (activations, gradients; measured on a step after the warm-up).
     """
     device = torch.device(device)
-    autocast(device, amp)
-    if runs < 1 or warmup < 1:
-        raise ValueError(f"runs and warmup must be >= 1 (the first step creates optimizer state), "
-                         f"got runs={runs}, warmup={warmup}")
+    _check_settings(device, amp, runs, warmup, min_warmup=1)  # the first step creates optimizer state
     built = {name: _prepare(spec, device, channels_last).train() for name, spec in models.items()}
     shapes = _shapes(models, size, batch, sizes, None, built)
     criterion = SegmentationLoss()

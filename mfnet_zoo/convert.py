@@ -203,7 +203,7 @@ def _model_name(mapped: Mapping[str, torch.Tensor], source: str) -> tuple[str, d
 
 
 def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_classes: int | None = None,
-                       output_stride: int | None = None) -> Path:
+                       output_stride: int | None = None, paper_logits: bool = False) -> Path:
     """Convert the training checkpoint ``src`` into an mfnet_zoo folder ``dst`` and return ``dst``.
 
     Builds ``mfnet_r50``/``deeplabv3plus_r50``/``emanet_r50`` (``_r101`` when layer3 has 23
@@ -217,8 +217,15 @@ def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_cla
     ``output_stride``: no checkpoint stores it (the weights fit any stride). None takes the
     source's default: 16 for the paper's code, 8 for EMANet's release (its ``settings.STRIDE``);
     pass the stride the checkpoint was trained and evaluated at if it differs. Recorded in config.json.
+
+    ``paper_logits`` (paper-mfnet only): record ``context_enabled=False`` in config.json, so the loaded
+    model gives the logits the paper's code produced (its train.py never passed ``epoch``, so the
+    factorization never reached them). The default runs the context as the paper describes it.
     """
     _check_source(source)
+    if paper_logits and source != "paper-mfnet":
+        raise ValueError(f"paper_logits applies to source='paper-mfnet' only (the factorization context), "
+                         f"got source={source!r}")
     if output_stride is None:
         output_stride = DEFAULT_OUTPUT_STRIDE[source]
     if isinstance(output_stride, bool) or output_stride not in (8, 16):
@@ -226,6 +233,8 @@ def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_cla
                          f"(the source's default, {DEFAULT_OUTPUT_STRIDE[source]}), got {output_stride!r}")
     mapped = map_state_dict(load_source_state_dict(src), source)
     name, kwargs = _model_name(mapped, source)
+    if paper_logits:
+        kwargs["context_enabled"] = False
     classifier = mapped.get("decoder.classifier.weight")
     if classifier is None:
         key = next(s + "weight" for s, d in RULES[source] if d == "decoder.classifier.")

@@ -90,16 +90,20 @@ def test_benchmark_training_takes_foreign_outputs():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"runs": 0}, "runs and warmup must be >= 1"),
+    ({"runs": 0}, "runs must be an int >= 1, got 0"),
+    ({"warmup": 0}, "warmup must be an int >= 1, got 0"),
     ({"amp": "fp8"}, "amp must be 'none', 'bf16' or 'fp16'"),
     ({"amp": "fp16"}, "needs a CUDA device"),
 ])
-def test_benchmark_training_rejects_bad_settings_before_building(kwargs, match):
+def test_benchmarks_reject_bad_settings_before_building(kwargs, match):
     def never():
         raise AssertionError("built a model before checking the arguments")
 
     with pytest.raises(ValueError, match=match):
         benchmark_training({"m": never}, **kwargs)
+    if "warmup" not in kwargs:  # inference needs no warm-up
+        with pytest.raises(ValueError, match=match):
+            benchmark({"m": never}, **kwargs)
 
 
 def test_cli_benchmark_train_and_inference(capsys):

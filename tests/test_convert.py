@@ -473,9 +473,14 @@ def test_paper_mfnet_logit_parity(reference, tmp_path):
         assert_parity(out.logits, theirs, "paper-mfnet (context on)")
         assert torch.allclose(out.reconstruction.target, xin, atol=1e-5, rtol=1e-5)
         assert torch.allclose(out.reconstruction.estimate, low_rank, atol=1e-5, rtol=1e-5)
-        # the paper's train.py calls model(image) without epoch: its context never reached the logits
+        # the paper's train.py calls model(image) without epoch: its context never reached the logits;
+        # paper_logits=True saves the model that way
+        paper = mfnet_zoo.from_pretrained(convert_checkpoint(tmp_path / "ckpt.pth.tar", tmp_path / "paper",
+                                                             "paper-mfnet", paper_logits=True)).eval()
+        assert not paper.context.enabled and model.context.enabled
+        assert_parity(paper(image).logits, ref(image)[2], "paper-mfnet (context off, as its train.py)")
         model.context.enabled = False
-        assert_parity(model(image).logits, ref(image)[2], "paper-mfnet (context off, as its train.py)")
+        assert torch.equal(model(image).logits, paper(image).logits)
 
 
 @pytest.mark.slow
@@ -524,6 +529,8 @@ def test_cli_convert(reference, tmp_path, capsys):
     assert converted.model_name == "emanet_r50" and converted.num_classes == NUM_CLASSES["paper-emanet"]
     assert main(["convert", str(src), str(tmp_path / "bad"), "--from", "paper-mfnet"]) == 2
     assert "its keys look like source='paper-emanet'" in capsys.readouterr().err
+    assert main(["convert", str(src), str(tmp_path / "bad"), "--from", "paper-emanet", "--paper-logits"]) == 2
+    assert "paper_logits applies to source='paper-mfnet' only" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()  # nothing half-written
 
 

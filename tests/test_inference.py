@@ -120,6 +120,17 @@ def test_onnx_export_matches_onnxruntime_at_two_sizes(tmp_path, name, kwargs):
         export_onnx(model, tmp_path / "old.onnx", opset=13)
 
 
+@pytest.mark.slow
+def test_folded_model_exports_to_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model = tiny("mfnet_lite").reparameterize()
+    export_onnx(model, tmp_path / "folded.onnx", (64, 64))
+    session = ort.InferenceSession(str(tmp_path / "folded.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.randn(2, 3, 97, 131)  # not the traced size: the constant map is resized inside the graph
+    out = session.run(["logits"], {"images": x.numpy()})[0]
+    assert np.abs(out - model(x).logits.detach().numpy()).max() < 1e-4
+
+
 def test_cli_predict_export_benchmark(tmp_path, capsys):
     tiny(encoder="resnet18").save_pretrained(tmp_path / "model")
     _write_images(tmp_path / "in")
