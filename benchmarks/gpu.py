@@ -3,7 +3,7 @@ images/s and batched inference, eager and torch.compile, bf16 autocast and chann
 GPU section of docs/benchmarks.md (between the gpu markers; the CPU tables are left as they are).
 
     python benchmarks/gpu.py                          # made to fit in 5 minutes on one H100/H200
-    python benchmarks/gpu.py --device cpu --size 64 --train-batch 2 --infer-batch 2 --runs 1 \\
+    python benchmarks/gpu.py --device cpu --size 64 --large 64x128 --train-batch 2 --infer-batch 2 --runs 1 \\
         --amp none --compile-backend aot_eager --out /tmp/gpu.md     # a smoke check of this script
 
 Never part of CI (it needs a GPU to mean anything).
@@ -51,13 +51,15 @@ def run(args: argparse.Namespace) -> tuple[list[str], dict]:
     start = time.perf_counter()
     train = benchmark_training({k: build[k] for k in TRAIN}, size=size, batch=args.train_batch, runs=args.runs * 3,
                                warmup=3, **common)
+    large = benchmark_training({k: build[k] for k in TRAIN}, size=args.large, batch=2, runs=args.runs, warmup=2,
+                               memory=False, device=device, channels_last=True, amp=args.amp)
     eager = benchmark({k: build[k] for k in EAGER}, size=size, batch=args.infer_batch, runs=args.runs * 5,
                       warmup=3, macs=False, **common)
     compiled = [] if args.compile_backend == "none" else benchmark(
         {k: build[k] for k in COMPILED}, size=size, batch=args.infer_batch, runs=args.runs * 5, warmup=3,
         macs=False, memory=False, compile=args.compile_backend, **common)
     seconds = time.perf_counter() - start
-    train_by, eager_by, compiled_by = ({r["model"]: r for r in t} for t in (train, eager, compiled))
+    train_by, large_by, eager_by, compiled_by = ({r["model"]: r for r in t} for t in (train, large, eager, compiled))
 
     def cell(table: dict, name: str, key: str, fmt: str) -> str:
         return format(table[name][key], fmt) if name in table else "—"
@@ -68,16 +70,20 @@ def run(args: argparse.Namespace) -> tuple[list[str], dict]:
         f"Written by `python benchmarks/gpu.py` on {device_name(device)}, torch {torch.__version__}, "
         f"{precision}, channels_last, {args.size} x {args.size} ({smp_size[SMP][0]} for smp and mfnet_lite_r50); "
         f"{seconds:.0f} s for the whole script. Training: batch {args.train_batch}, forward + SegmentationLoss "
-        f"+ backward + SGD, median of {args.runs * 3} interleaved steps after 3 warm-up steps. Inference: "
+        f"+ backward + SGD, median of {args.runs * 3} interleaved steps after 3 warm-up steps; at "
+        f"{args.large[0]} x {args.large[1]}, batch 2, median of {args.runs} steps after 2. Inference: "
         f"batch {args.infer_batch}, median of {args.runs * 5} interleaved rounds; "
         + ("no compiled runs." if args.compile_backend == "none" else
            f"compiled with torch.compile(backend={args.compile_backend!r}), compilation in the warm-up."), "",
-        "| model | train img/s | train peak MB | infer ms eager | infer peak MB | infer ms compiled |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| model | train img/s | train peak MB | train img/s at {args.large[0]} x {args.large[1]} | infer ms eager "
+        "| infer peak MB | infer ms compiled |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in dict.fromkeys(TRAIN + EAGER):
         lines.append(f"| {name} | {cell(train_by, name, 'images_per_s', '.0f')} | "
-                     f"{cell(train_by, name, 'peak_memory_mb', '.0f')} | {cell(eager_by, name, 'median_ms', '.1f')} | "
+                     f"{cell(train_by, name, 'peak_memory_mb', '.0f')} | "
+                     f"{cell(large_by, name, 'images_per_s', '.1f')} | "
+                     f"{cell(eager_by, name, 'median_ms', '.1f')} | "
                      f"{cell(eager_by, name, 'peak_memory_mb', '.0f')} | "
                      f"{cell(compiled_by, name, 'median_ms', '.1f')} |")
     train_ratio = train_by["mfnet_r50"]["images_per_s"] / train_by[SMP]["images_per_s"]
@@ -89,8 +95,18 @@ def run(args: argparse.Namespace) -> tuple[list[str], dict]:
         lines.append(f"| mfnet_lite_r50 compiled inference >= 1.35x smp (speed) | {speedup:.2f}x | "
                      f"{'yes' if speedup >= 1.35 else 'no'} |")
     lines += ["<!-- gpu:end -->"]
-    return lines, {"device": device_name(device), "train": train, "eager": eager, "compiled": compiled,
-                   "seconds": seconds}
+    return lines, {"device": device_name(device), "train": train, "train_large": large, "eager": eager,
+                   "compiled": compiled, "seconds": seconds}
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 1024x2048, got {text!r}") from None
+    if min(height, width) < 32 or height % 16 or width % 16:
+        raise argparse.ArgumentTypeError(f"HxW must be multiples of 16, at least 32 (smp's constraint), got {text!r}")
+    return height, width
 
 
 def upsert(text: str, block: str) -> str:
@@ -105,6 +121,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--size", type=int, default=513)
     parser.add_argument("--train-batch", type=int, default=8)
+    parser.add_argument("--large", type=_size, default=(1024, 2048), metavar="HxW",
+                        help="the large training size (batch 2; default 1024x2048)")
     parser.add_argument("--infer-batch", type=int, default=16)
     parser.add_argument("--runs", type=int, default=4, help="scale of the timed rounds (x3 train, x5 inference)")
     parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="bf16")

@@ -145,12 +145,12 @@ def test_gpu_script_smoke_on_cpu(tmp_path):
     out = tmp_path / "benchmarks.md"
     out.write_text("# Benchmarks\n\ncpu tables\n")
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--size", "32",
-                    "--train-batch", "2", "--infer-batch", "1", "--runs", "1", "--amp", "bf16",
+                    "--large", "32x64", "--train-batch", "2", "--infer-batch", "1", "--runs", "1", "--amp", "bf16",
                     "--compile-backend", "none", "--out", str(out), "--json", str(tmp_path / "gpu.json")],
                    check=True, capture_output=True, text=True, cwd=tmp_path)
     text = out.read_text()
     assert text.startswith("# Benchmarks\n\ncpu tables\n") and text.count("<!-- gpu:start -->") == 1
     for row in ("| mfnet_r50 |", "| mfnet_lite_r50 folded |", "| smp DeepLabV3Plus r50 OS16 |",
-                "mfnet_r50 training >= 1.25x", "no compiled runs"):
+                "mfnet_r50 training >= 1.25x", "no compiled runs", "train img/s at 32 x 64"):
         assert row in text  # the compiled path is tested on blocks above (aot_eager) and in test_toolchain
     assert (tmp_path / "gpu.json").is_file()
