@@ -20,6 +20,7 @@ from PIL import Image
 from ._io import atomic_path
 from ._pretrained import resolve_data_config
 from .data.folder import IMAGE_EXTENSIONS, load_image
+from .train import autocast
 from .visualize import colorize, voc_palette
 
 __all__ = ["infer_probabilities", "expand_inputs", "predict_files", "PredictionReport"]
@@ -123,17 +124,24 @@ def _save_outputs(out_dir: Path, stem: str, image: torch.Tensor, classes: torch.
 def predict_files(model: torch.nn.Module, inputs: Iterable[str], out_dir: str | Path, *, batch_size: int = 4,
                   scales: Sequence[float] = (1.0,), flip: bool = False, window: int | None = None,
                   save_probs: bool = False, alpha: float = 0.5, device: torch.device | str = "cpu",
-                  progress: bool = True) -> PredictionReport:
+                  amp: str = "none", channels_last: bool = False, progress: bool = True) -> PredictionReport:
     """Predict every image in ``inputs`` (files, folders, globs) and write, at the original size:
     ``NAME.png`` (class indices, VOC palette), ``NAME_overlay.png`` and, with ``save_probs``,
     ``NAME_probs.npy`` (K x H x W float16). Unreadable inputs are reported, the rest processed.
+
+    ``amp`` ('none', 'bf16', 'fp16') runs the model under autocast and ``channels_last`` converts
+    model and images: together 2-3x faster on CPUs with bf16 matrix units (see the benchmarks);
+    probabilities are always averaged in float32.
     """
     from tqdm.auto import tqdm
 
+    device = torch.device(device)
+    autocast(device, amp)  # a bad amp fails before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
     model = model.to(device).eval()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     data_cfg = resolve_data_config(model)
     mean = torch.tensor(data_cfg["mean"], device=device).view(1, -1, 1, 1)
     std = torch.tensor(data_cfg["std"], device=device).view(1, -1, 1, 1)
@@ -145,7 +153,9 @@ def predict_files(model: torch.nn.Module, inputs: Iterable[str], out_dir: str | 
         if not loaded:
             return
         images = torch.stack([image for _, image in loaded]).to(device)
-        probs = infer_probabilities(model, (images.float() / 255 - mean) / std, scales, flip, window)
+        images = ((images.float() / 255 - mean) / std).contiguous(memory_format=memory_format)
+        with autocast(device, amp):
+            probs = infer_probabilities(model, images, scales, flip, window)
         classes = (probs[:, 0] > 0.5).long() if probs.shape[1] == 1 else probs.argmax(dim=1)
         for i, (path, image) in enumerate(loaded):
             report.written += _save_outputs(out_dir, path.stem, image, classes[i].cpu(),

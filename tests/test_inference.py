@@ -1,4 +1,6 @@
 """Inference (windows, scales, flips, files), export (ONNX + onnxruntime, torch.export) and their CLI."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -118,6 +120,35 @@ def test_onnx_export_matches_onnxruntime_at_two_sizes(tmp_path, name, kwargs):
         assert np.abs(out - model(x).logits.detach().numpy()).max() < 1e-4
     with pytest.raises(ValueError, match="opset must be >= 17"):
         export_onnx(model, tmp_path / "old.onnx", opset=13)
+
+
+@pytest.mark.slow
+def test_predict_bf16_channels_last_and_folding_keep_the_probabilities(tmp_path):
+    _write_images(tmp_path / "in")
+    model = tiny()
+    predict_files(model, [str(tmp_path / "in")], tmp_path / "fp32", save_probs=True, progress=False)
+    predict_files(model, [str(tmp_path / "in")], tmp_path / "bf16", save_probs=True, progress=False, amp="bf16",
+                  channels_last=True)
+    predict_files(copy.deepcopy(model).reparameterize(), [str(tmp_path / "in")], tmp_path / "folded", save_probs=True,
+                  progress=False)
+    for stem in ("rgb", "gray", "rgba", "exif"):
+        fp32 = np.load(tmp_path / "fp32" / f"{stem}_probs.npy").astype(np.float32)
+        assert np.abs(np.load(tmp_path / "bf16" / f"{stem}_probs.npy") - fp32).max() < 0.05  # bf16: ~3 digits
+        assert np.abs(np.load(tmp_path / "folded" / f"{stem}_probs.npy") - fp32).max() < 2e-3  # float16 storage
+    with pytest.raises(ValueError, match="amp must be"):
+        predict_files(model, [str(tmp_path / "in")], tmp_path / "bad", amp="int8")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cli_folds_for_inference_unless_told_not_to(tmp_path):
+    tiny(encoder="resnet18").save_pretrained(tmp_path / "model")
+    for flags, name in (([], "folded.pt2"), (["--no-fold"], "plain.pt2")):
+        assert main(["export", str(tmp_path / "model"), "--format", "torch-export", "--size", "64",
+                     "--out", str(tmp_path / name), *flags]) == 0
+    folded = torch.export.load(tmp_path / "folded.pt2").state_dict
+    plain = torch.export.load(tmp_path / "plain.pt2").state_dict
+    assert "model.context.Y" in plain and not any(k.endswith((".Y", ".Z")) for k in folded)
+    assert "model.context.conv.weight" in folded
 
 
 @pytest.mark.slow
