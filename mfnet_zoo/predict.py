@@ -140,8 +140,8 @@ def predict_files(model: torch.nn.Module, inputs: Iterable[str], out_dir: str | 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.to(device).eval()
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    if channels_last:  # otherwise the model keeps whatever layout its owner gave it
+        model = model.to(memory_format=torch.channels_last)
     data_cfg = resolve_data_config(model)
     mean = torch.tensor(data_cfg["mean"], device=device).view(1, -1, 1, 1)
     std = torch.tensor(data_cfg["std"], device=device).view(1, -1, 1, 1)
@@ -153,7 +153,9 @@ def predict_files(model: torch.nn.Module, inputs: Iterable[str], out_dir: str | 
         if not loaded:
             return
         images = torch.stack([image for _, image in loaded]).to(device)
-        images = ((images.float() / 255 - mean) / std).contiguous(memory_format=memory_format)
+        images = (images.float() / 255 - mean) / std
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
             probs = infer_probabilities(model, images, scales, flip, window)
         classes = (probs[:, 0] > 0.5).long() if probs.shape[1] == 1 else probs.argmax(dim=1)
