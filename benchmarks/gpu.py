@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from mfnet_zoo._io import atomic_path
+from mfnet_zoo._atomic import atomic_path
 from mfnet_zoo.benchmark import benchmark, benchmark_training
 from run import GPU_BLOCK, OURS, ROOT, SMP, models
 

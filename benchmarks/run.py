@@ -23,10 +23,10 @@ from torch import nn
 
 import mfnet_zoo
 from mfnet_zoo import create_model
-from mfnet_zoo._io import atomic_path
+from mfnet_zoo._atomic import atomic_path
 from mfnet_zoo.benchmark import benchmark, benchmark_training
 from mfnet_zoo.layers import ASPP, EMAContext, FactorizationContext
-from mfnet_zoo.train import autocast
+from mfnet_zoo.inference import autocast
 
 ROOT = Path(__file__).resolve().parents[1]
 SMP = "smp DeepLabV3Plus r50 OS16"

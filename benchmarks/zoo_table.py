@@ -7,28 +7,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mfnet_zoo import create_model, list_models, list_pretrained_tags, model_entrypoint
-from mfnet_zoo.profiling import count_macs, count_parameters
+from mfnet_zoo import list_models
+from mfnet_zoo._registry import get_model_family
+from mfnet_zoo.profiling import model_info
 
 ROOT = Path(__file__).resolve().parents[1]
 # the paper's Fig. 6 (PASCAL VOC 2012 val); our own figures are added when weights are published
 PAPER = {"mfnet_r50": (68.97, 85.71, "29.73M"), "deeplabv3plus_r50": (68.98, 85.31, "40.45M"),
          "emanet_r50": (70.05, 85.32, "34.65M")}
-GENERIC = {"mfnet", "mfnet_lite", "deeplabv3plus", "emanet"}  # encoder= chosen by the user
 
 
 def rows(macs: bool = True) -> list[dict]:
     """One dict per registered model: name, blocks, parameters (21 classes), MACs, tags, paper figures."""
     out = []
     for name in list_models():
-        model = create_model(name)
-        row = {"name": name, "encoder": model.encoder.name + (" (any timm, `encoder=`)" if name in GENERIC else ""),
-               "context": type(model.context).__name__, "decoder": type(model.decoder).__name__,
-               "parameters": count_parameters(model), "tags": list_pretrained_tags(name),
-               "description": (model_entrypoint(name).__doc__ or "").strip().splitlines()[0]}
-        if macs:
-            row["macs"] = count_macs(model, (1, 3, 513, 513))
-        out.append(row)
+        info = model_info(name, macs=macs)
+        generic = get_model_family(name) == name  # the family's own entry: encoder= chosen by the user
+        out.append({"name": name, "encoder": info["encoder"] + (" (any timm, `encoder=`)" if generic else ""),
+                    "context": info["blocks"]["context"], "decoder": info["blocks"]["decoder"],
+                    "parameters": info["parameters"], "tags": info["pretrained_tags"],
+                    "description": info["description"], **({"macs": info["macs"]} if macs else {})})
     return out
 
 

@@ -1,10 +1,12 @@
 """create_model: the one entry users type (as timm.create_model)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._registry import list_pretrained_tags, model_entrypoint, split_model_name_tag
-from .models.segmentation import SegmentationModel
+
+if TYPE_CHECKING:  # the models sit above the factory; annotations only
+    from .models.segmentation import SegmentationModel
 
 __all__ = ["create_model"]
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-__all__ = ["PretrainedCfg", "encoder_only_cfg", "resolve_data_config"]
+from ._constants import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["PretrainedCfg", "encoder_only_cfg", "resolve_data_config"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,29 +4,78 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from ._pretrained import PretrainedCfg
 
 __all__ = ["register_model", "register_pretrained_cfgs", "list_models", "is_model", "model_entrypoint",
-           "list_pretrained_tags", "get_pretrained_cfg", "split_model_name_tag"]
+           "list_pretrained_tags", "get_pretrained_cfg", "split_model_name_tag", "get_model_family", "get_test_configs",
+           "untested_reason", "unregister_model"]
 
 _model_entrypoints: dict[str, Callable] = {}
 _model_to_module: dict[str, str] = {}
 _model_pretrained_cfgs: dict[str, dict[str, PretrainedCfg]] = {}  # name -> tag -> cfg; the first tag is the default
+_model_family: dict[str, str] = {}
+_model_test_configs: dict[str, dict[str, dict[str, Any]]] = {}  # name -> test id -> kwargs of a tiny instance
 
 
-def register_model(fn: Callable) -> Callable:
-    """Decorator: register ``fn`` under its ``__name__`` as a model entrypoint."""
-    name = fn.__name__
-    if name in _model_entrypoints:
-        raise ValueError(f"model {name!r} is already registered (by {_model_to_module[name]})")
-    _model_entrypoints[name] = fn
-    _model_to_module[name] = fn.__module__
-    module = sys.modules[fn.__module__]
-    if hasattr(module, "__all__") and name not in module.__all__:
-        module.__all__.append(name)
-    return fn
+def register_model(fn: Callable | None = None, *, family: str | None = None,
+                   test_configs: Mapping[str, Mapping[str, Any]] | None = None) -> Callable:
+    """Decorator: register ``fn`` under its ``__name__`` as a model entrypoint.
+
+    ``@register_model`` alone, as timm's; or ``@register_model(family=..., test_configs=...)``:
+    ``family`` names the generic model a fixed variant belongs to (default: the name itself) and
+    ``test_configs`` maps a test id to the keyword arguments of a tiny instance (e.g.
+    ``{"static": {"encoder": "test_resnet"}}``): the test suite builds its shared tiny-model set
+    from them, so a newly registered family is covered by every test matrix.
+    """
+    def register(fn: Callable) -> Callable:
+        name = fn.__name__
+        if name in _model_entrypoints:
+            raise ValueError(f"model {name!r} is already registered (by {_model_to_module[name]})")
+        _model_entrypoints[name] = fn
+        _model_to_module[name] = fn.__module__
+        _model_family[name] = family or name
+        if test_configs:
+            _model_test_configs[name] = {key: dict(kwargs) for key, kwargs in test_configs.items()}
+        module = sys.modules[fn.__module__]
+        if hasattr(module, "__all__") and name not in module.__all__:
+            module.__all__.append(name)
+        return fn
+
+    return register if fn is None else register(fn)
+
+
+def unregister_model(name: str) -> None:
+    """Remove ``name`` and its tags from the registry (for tests and interactive sessions)."""
+    for table in (_model_entrypoints, _model_to_module, _model_family, _model_test_configs, _model_pretrained_cfgs):
+        table.pop(name, None)
+
+
+def get_model_family(model_name: str) -> str:
+    """The family of ``model_name``: the generic model a fixed variant belongs to, else the name itself."""
+    model_entrypoint(model_name)  # unknown names: ValueError with close matches
+    return _model_family[split_model_name_tag(model_name)[0]]
+
+
+def get_test_configs(model_name: str) -> dict[str, dict[str, Any]]:
+    """Test id -> keyword arguments of a tiny test instance of ``model_name`` (empty: none declared)."""
+    model_entrypoint(model_name)
+    configs = _model_test_configs.get(split_model_name_tag(model_name)[0], {})
+    return {key: dict(kwargs) for key, kwargs in configs.items()}
+
+
+def untested_reason(model_name: str) -> str | None:
+    """Why ``model_name`` has no tiny test instance (None when it has one): a fixed variant is covered
+    by its family's generic model, which shares its blocks; anything else has no reason."""
+    name = split_model_name_tag(model_name)[0]
+    if get_test_configs(name):
+        return None
+    family = _model_family[name]
+    if family != name and _model_test_configs.get(family):
+        return f"a fixed-encoder variant of {family!r}, whose tiny instances test the same blocks"
+    return None
 
 
 def register_pretrained_cfgs(cfgs: dict[str, PretrainedCfg]) -> None:

@@ -13,7 +13,7 @@ from torch import nn
 from .losses import SegmentationLoss
 from .models.segmentation import SegmentationOutput
 from .profiling import count_macs, count_parameters, peak_memory
-from .train import autocast
+from .inference import autocast
 
 __all__ = ["benchmark", "benchmark_training", "format_benchmark"]
 

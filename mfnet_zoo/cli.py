@@ -7,33 +7,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from ._factory import create_model
-from ._registry import list_models, list_pretrained_tags, model_entrypoint
+from ._registry import list_models, model_entrypoint
 from .convert import SOURCES
-from .profiling import count_macs, count_parameters
+from .data.factory import DATASETS
+from .inference import AMP_CHOICES, resolve_device
 
 __all__ = ["main"]
-
-
-def model_info(name: str, size: int = 513, macs: bool = True) -> dict:
-    """Parameters, MACs at size x size, blocks and tags of a registered model."""
-    model = create_model(name)
-    info = {
-        "name": name,
-        "description": (model_entrypoint(name).__doc__ or "").strip().splitlines()[0],
-        "encoder": model.encoder.name,
-        "output_stride": model.output_stride,
-        "blocks": {"encoder": type(model.encoder).__name__, "context": type(model.context).__name__,
-                   "decoder": type(model.decoder).__name__},
-        "num_classes": model.num_classes,
-        "parameters": count_parameters(model),
-        "pretrained_tags": list_pretrained_tags(name),
-    }
-    if macs:
-        info["input_size"] = [1, model.in_chans, size, size]
-        info["macs"] = count_macs(model, tuple(info["input_size"]))
-    return info
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -43,6 +24,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from .profiling import model_info
+
     info = model_info(args.name, size=args.size, macs=not args.no_macs)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -58,7 +41,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import format_iou_table, run_demo
+    from .demo import run_demo
+    from .metrics import format_iou_table
 
     result = run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=not args.no_progress)
     print(format_iou_table(result["classes"], result["metrics"]))
@@ -67,41 +51,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-DATA_CHOICES = ("synthetic", "folder", "voc", "voc-aug")
-
-
-def _device(name: str, rank: int = 0):
-    import torch
-
-    if name == "auto":
-        return torch.device(f"cuda:{rank % torch.cuda.device_count()}") if torch.cuda.is_available() else \
-            torch.device("cpu")
-    return torch.device(name)
-
-
 def _dataset(args: argparse.Namespace, split: str, transforms):
-    """The dataset named by --data for ``split`` ('train' or 'val'), and its class names."""
-    from . import data
+    """The dataset that --data and its options name, for ``split``, and its class names."""
+    from .data import build_dataset
 
-    if args.data == "synthetic":
-        ds = data.SyntheticShapes(args.synthetic_size if split == "train" else max(args.synthetic_size // 8, 16),
-                                  args.image_size, seed=0 if split == "train" else 1, transforms=transforms)
-        return ds, list(ds.classes)
-    if args.data_root is None:
-        raise ValueError(f"--data {args.data} needs --data-root")
-    if args.data == "folder":
-        ds = data.FolderDataset(args.data_root, split, transforms=transforms, num_classes=args.num_classes,
-                                skip_bad=args.skip_bad)
-        return ds, ds.classes or [str(i) for i in range(ds.num_classes or args.num_classes)]
-    if args.data == "voc-aug" and split == "train":
-        if args.sbd_root is None:
-            raise ValueError("--data voc-aug needs --sbd-root (the SBD 'benchmark_RELEASE/dataset' folder)")
-        return data.VOCAugSegmentation(args.data_root, args.sbd_root, args.download, transforms), list(data.VOC_CLASSES)
-    return data.VOCSegmentation(args.data_root, split, args.download, transforms), list(data.VOC_CLASSES)
+    return build_dataset(args.data, split, transforms, root=args.data_root, sbd_root=args.sbd_root,
+                         download=args.download, num_classes=args.num_classes, skip_bad=args.skip_bad,
+                         synthetic_size=args.synthetic_size, image_size=args.image_size)
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", choices=DATA_CHOICES, default="synthetic")
+    p.add_argument("--data", choices=DATASETS, default="synthetic")
     p.add_argument("--data-root", help="dataset folder (VOC: the folder holding VOCdevkit/)")
     p.add_argument("--sbd-root", help="SBD folder (img/, cls/, train.txt, val.txt) for --data voc-aug")
     p.add_argument("--download", action="store_true", help="let torchvision download VOC / SBD")
@@ -111,7 +71,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="default: the preset's")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--amp", choices=("none", "bf16", "fp16"))
+    p.add_argument("--amp", choices=AMP_CHOICES)
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--no-progress", action="store_true")
 
@@ -123,8 +83,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from ._pretrained import resolve_data_config
     from .data import eval_transforms, train_transforms
-    from .demo import format_iou_table
-    from .train import PRESETS, Trainer, seed_everything
+    from .metrics import format_iou_table
+    from .train import PRESETS, Trainer, init_distributed, seed_everything, shard_dataset
 
     overrides = (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
                  ("crop_size", args.crop_size), ("amp", args.amp), ("seed", args.seed))
@@ -141,14 +101,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train_set, _ = _dataset(args, "train", train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip,
                                                             mean=data_cfg["mean"], std=data_cfg["std"]))
     val_set.transforms = eval_transforms(mean=data_cfg["mean"], std=data_cfg["std"])
-    rank, world = _init_distributed()
-    device = _device(args.device, rank)
+    rank, world = init_distributed()
+    device = resolve_device(args.device, rank)
     sampler = (torch.utils.data.DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed, drop_last=True)
                if world > 1 else None)
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                               drop_last=True, num_workers=args.workers, generator=generator,
                               persistent_workers=args.workers > 0)
-    val_loader = DataLoader(_shard(val_set, rank, world), batch_size=1 if args.data in ("voc", "voc-aug")
+    val_loader = DataLoader(shard_dataset(val_set, rank, world), batch_size=1 if args.data in ("voc", "voc-aug")
                             else cfg.batch_size, num_workers=args.workers)
     history = Trainer(model, train_loader, val_loader, cfg, args.out, device=device, class_names=classes,
                       progress=not args.no_progress, resume=args.resume).fit()
@@ -158,41 +118,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _init_distributed() -> tuple[int, int]:
-    """(rank, world size); joins the process group torchrun describes (gloo on CPU, nccl on CUDA)."""
-    import os
-
-    import torch
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (torch.distributed.get_rank() if world > 1 else 0), world
-
-
-def _shard(dataset, rank: int, world: int):
-    """Every world-th item from rank: each image evaluated once over all processes (no padding)."""
-    from torch.utils.data import Subset
-
-    return dataset if world == 1 else Subset(dataset, range(rank, len(dataset), world))
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from ._pretrained import resolve_data_config
     from .data import eval_transforms
-    from .demo import format_iou_table
-    from .train import evaluate, load_checkpoint
+    from .metrics import format_iou_table
+    from .train import evaluate, init_distributed, load_checkpoint, shard_dataset
 
-    rank, world = _init_distributed()
-    device = _device(args.device, rank)
+    rank, world = init_distributed()
+    device = resolve_device(args.device, rank)
     model, _ = load_checkpoint(args.checkpoint, device)
     if args.channels_last:
         model.to(memory_format=__import__("torch").channels_last)
     data_cfg = resolve_data_config(model)
     dataset, classes = _dataset(args, args.split, eval_transforms(mean=data_cfg["mean"], std=data_cfg["std"]))
-    loader = DataLoader(_shard(dataset, rank, world), num_workers=args.workers,
+    loader = DataLoader(shard_dataset(dataset, rank, world), num_workers=args.workers,
                         batch_size=1 if args.data in ("voc", "voc-aug") else (args.batch_size or 8))
     metrics = evaluate(model, loader, model.num_classes, device=device, amp=args.amp or "none",
                        channels_last=args.channels_last, progress=not args.no_progress and rank == 0,
@@ -200,7 +141,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if rank == 0:
         print(json.dumps(metrics, indent=2) if args.json else format_iou_table(classes, metrics))
         if args.out:
-            from ._io import atomic_path
+            from ._atomic import atomic_path
 
             with atomic_path(args.out) as tmp:
                 tmp.write_text(json.dumps(metrics, indent=2))
@@ -240,9 +181,10 @@ def _floats(text: str) -> tuple[float, ...]:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict_files
 
-    model = _inference_model(args.model, _device(args.device), fold=not args.no_fold)
+    device = resolve_device(args.device)
+    model = _inference_model(args.model, device, fold=not args.no_fold)
     report = predict_files(model, args.inputs, args.out, batch_size=args.batch_size, scales=args.scales,
-                           flip=args.flip, window=args.window, save_probs=args.probs, device=_device(args.device),
+                           flip=args.flip, window=args.window, save_probs=args.probs, device=device,
                            amp=args.amp, channels_last=args.channels_last, progress=not args.no_progress)
     images = sum(1 for p in report.written if p.name.endswith("_overlay.png"))
     print(f"wrote {images} prediction(s) to {args.out}/")
@@ -271,7 +213,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     for name in args.models:  # fail on a typo before building anything
         model_entrypoint(name)
     models = {name: (lambda name=name: create_model(name)) for name in args.models}
-    common = dict(size=args.size, batch=args.batch, device=_device(args.device), runs=args.runs,
+    common = dict(size=args.size, batch=args.batch, device=resolve_device(args.device), runs=args.runs,
                   warmup=args.warmup, channels_last=args.channels_last, amp=args.amp)
     if args.train:
         results = benchmark_training(models, **common)
@@ -341,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, help="sliding-window tile size for large images")
     p.add_argument("--probs", action="store_true", help="also write per-class probabilities (.npy)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
+    p.add_argument("--amp", choices=AMP_CHOICES, default="none",
                    help="autocast dtype (bf16 + --channels-last: 2-3x faster on CPUs with bf16 units)")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--no-fold", action="store_true", help="keep the static context unfolded (same logits, slower)")
@@ -363,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast dtype")
+    p.add_argument("--amp", choices=AMP_CHOICES, default="none", help="autocast dtype")
     p.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
                    help="torch.compile each model (default backend: inductor); warm-up absorbs compilation")
     p.add_argument("--train", action="store_true", help="time training steps (forward, loss, backward, SGD)")

@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from . import hub
+from ._builder import load_weights
 from ._factory import create_model
 from ._pretrained import PretrainedCfg
 
@@ -244,7 +244,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_cla
         raise ValueError(f"num_classes={num_classes!r} but the checkpoint's classifier has {found} classes; convert "
                          f"without num_classes and re-head with mfnet_zoo.from_pretrained(dst, num_classes=...)")
     model = create_model(name, num_classes=found, output_stride=output_stride, **kwargs)
-    hub.load_weights(model, mapped, strict=True, source=f"{str(src)!r} ({source}, mapped keys)")
+    load_weights(model, mapped, strict=True, source=f"{str(src)!r} ({source}, mapped keys)")
     # not the registry tag's ImageNet-encoder config: no dataset or license claims in the model card
     model.pretrained_cfg = PretrainedCfg(num_classes=found, source=f"{source} checkpoint {Path(src).name}")
     model.save_pretrained(dst)

@@ -13,27 +13,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from ._factory import create_model
-from ._io import atomic_path
+from ._atomic import atomic_path
 from ._pretrained import resolve_data_config
 from .data import SYNTHETIC_CLASSES, SyntheticShapes, eval_transforms, train_transforms
 from .train import PRESETS, Trainer, seed_everything
 from .visualize import save_panels
 
-__all__ = ["DEMO_CONFIG", "run_demo", "format_iou_table"]
+__all__ = ["DEMO_CONFIG", "run_demo"]
 
 # the demo's recipe: our default with AdamW (faster from scratch than SGD), one LR for all, flips only
 DEMO_CONFIG = PRESETS["default"].replace(epochs=16, batch_size=8, optimizer="adamw", lr=4e-3, weight_decay=1e-4,
                                          head_lr_mult=1.0, channels_last=True, crop_size=64, scale_range=None)
-
-
-def format_iou_table(class_names: list[str], metrics: dict) -> str:
-    """A markdown table of per-class IoU plus mIoU, fwIoU and pixel accuracy."""
-    lines = ["| class | IoU |", "|---|---:|"]
-    for name, iou in zip(class_names, metrics["per_class_iou"]):
-        lines.append(f"| {name} | {'-' if iou is None else f'{iou:.3f}'} |")
-    for key in ("mIoU", "fwIoU", "pixel_acc"):
-        lines.append(f"| **{key}** | **{metrics[key]:.3f}** |")
-    return "\n".join(lines)
 
 
 def run_demo(out_dir: str | Path = "runs/demo", epochs: int = DEMO_CONFIG.epochs, train_size: int = 1600,

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._io import atomic_path
+from ._atomic import atomic_path
 
 __all__ = ["LogitsOnly", "export_onnx", "export_program"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from .layers._checks import check_positive_int
+from ._checks import check_positive_int
 
-__all__ = ["SegmentationMetrics"]
+__all__ = ["SegmentationMetrics", "format_iou_table"]
 
 
 class SegmentationMetrics:
@@ -63,3 +63,13 @@ class SegmentationMetrics:
             "mean_acc": (true_positive[seen] / gt_pixels[seen]).mean().item() if seen.any() else float("nan"),
             "per_class_iou": [v if p else None for v, p in zip(iou.tolist(), present.tolist())],
         }
+
+
+def format_iou_table(class_names: list[str], metrics: dict) -> str:
+    """A markdown table of per-class IoU plus mIoU, fwIoU and pixel accuracy."""
+    lines = ["| class | IoU |", "|---|---:|"]
+    for name, iou in zip(class_names, metrics["per_class_iou"]):
+        lines.append(f"| {name} | {'-' if iou is None else f'{iou:.3f}'} |")
+    for key in ("mIoU", "fwIoU", "pixel_acc"):
+        lines.append(f"| **{key}** | **{metrics[key]:.3f}** |")
+    return "\n".join(lines)

@@ -1,12 +1,7 @@
-"""Inference: whole-image, sliding-window and multi-scale + flip logits, and prediction on image files.
-
-``infer_probabilities`` is the one implementation behind ``mfnet-zoo predict`` and
-``mfnet_zoo.train.evaluate`` (multi-scale and sliding-window evaluation).
-"""
+"""Prediction on image files: expand files/folders/globs, run :mod:`mfnet_zoo.inference`, write PNGs."""
 from __future__ import annotations
 
 import glob
-import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,65 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from ._io import atomic_path
+from ._atomic import atomic_path
 from ._pretrained import resolve_data_config
 from .data.folder import IMAGE_EXTENSIONS, load_image
-from .train import autocast
+from .inference import autocast, infer_probabilities, probabilities_to_classes
 from .visualize import colorize, voc_palette
 
-__all__ = ["infer_probabilities", "expand_inputs", "predict_files", "PredictionReport"]
-
-
-def _window_logits(model: torch.nn.Module, x: torch.Tensor, window: int | None, overlap: float) -> torch.Tensor:
-    """Logits B x K x H x W of the whole image, or averaged over overlapping window x window tiles."""
-    h, w = x.shape[-2:]
-    if window is None or (h <= window and w <= window):
-        return model(x).logits
-    stride = max(1, int(window * (1 - overlap)))
-    tile_h, tile_w = min(window, h), min(window, w)
-    tops = sorted({min(i * stride, h - tile_h) for i in range(math.ceil(max(h - tile_h, 0) / stride) + 1)})
-    lefts = sorted({min(j * stride, w - tile_w) for j in range(math.ceil(max(w - tile_w, 0) / stride) + 1)})
-    logits = counts = None
-    for top in tops:
-        for left in lefts:
-            tile = model(x[..., top:top + tile_h, left:left + tile_w]).logits
-            if logits is None:
-                logits = x.new_zeros(x.shape[0], tile.shape[1], h, w, dtype=tile.dtype)
-                counts = x.new_zeros(1, 1, h, w, dtype=tile.dtype)
-            logits[..., top:top + tile_h, left:left + tile_w] += tile
-            counts[..., top:top + tile_h, left:left + tile_w] += 1
-    return logits / counts
-
-
-@torch.no_grad()
-def infer_probabilities(model: torch.nn.Module, images: torch.Tensor, scales: Sequence[float] = (1.0,),
-                        flip: bool = False, window: int | None = None, overlap: float = 1 / 3) -> torch.Tensor:
-    """Class probabilities B x K x H x W (sigmoid for one class), averaged over scales and flips.
-
-    images: B x C x H x W, normalised. Each scale resizes the input (bilinear), runs the model on
-    the whole image or in ``window``-sized tiles overlapping by ``overlap``, and resizes the
-    logits back to H x W before the softmax.
-    """
-    if not scales or any(s <= 0 for s in scales):
-        raise ValueError(f"scales must be positive, got {scales!r}")
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
-    h, w = images.shape[-2:]
-    total = None
-    for scale in scales:
-        x = images if scale == 1 else F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
-        views = [(x, False), (x.flip(-1), True)] if flip else [(x, False)]
-        for view, flipped in views:
-            logits = _window_logits(model, view, window, overlap)
-            logits = logits.flip(-1) if flipped else logits
-            if logits.shape[-2:] != (h, w):
-                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-            probs = torch.sigmoid(logits.float()) if logits.shape[1] == 1 else logits.float().softmax(dim=1)
-            total = probs if total is None else total + probs
-    return total / (len(scales) * (2 if flip else 1))
+__all__ = ["expand_inputs", "predict_files", "PredictionReport"]
 
 
 def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
@@ -158,7 +103,7 @@ def predict_files(model: torch.nn.Module, inputs: Iterable[str], out_dir: str | 
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
             probs = infer_probabilities(model, images, scales, flip, window)
-        classes = (probs[:, 0] > 0.5).long() if probs.shape[1] == 1 else probs.argmax(dim=1)
+        classes = probabilities_to_classes(probs)
         for i, (path, image) in enumerate(loaded):
             report.written += _save_outputs(out_dir, path.stem, image, classes[i].cpu(),
                                             probs[i].cpu() if save_probs else None, alpha)

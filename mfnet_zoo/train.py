@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -18,16 +19,17 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from ._io import atomic_path
+from ._atomic import atomic_path
+from .inference import autocast, infer_probabilities, probabilities_to_classes
 from .layers import FactorizationContext
 from .losses import SegmentationLoss
 from .metrics import SegmentationMetrics
 from .models.segmentation import SegmentationModel
 
 __all__ = ["TrainConfig", "PRESETS", "load_checkpoint", "build_param_groups", "build_optimizer", "set_context_enabled",
-           "train_one_epoch", "evaluate", "Trainer", "seed_everything", "autocast"]
+           "train_one_epoch", "evaluate", "Trainer", "seed_everything", "init_distributed", "shard_dataset"]
 
 
 @dataclasses.dataclass
@@ -132,16 +134,6 @@ def build_optimizer(model: SegmentationModel, cfg: TrainConfig) -> torch.optim.O
     raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
 
 
-def autocast(device: torch.device, amp: str):
-    """The autocast context for ``amp`` in {'none', 'bf16', 'fp16'} (fp16 needs CUDA)."""
-    if amp not in ("none", "bf16", "fp16"):
-        raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' on CPU")
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype, enabled=amp != "none")
-
-
 def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
@@ -216,10 +208,8 @@ def evaluate(model: SegmentationModel, loader: Iterable, num_classes: int, *, de
     """Metrics of ``model`` over ``loader`` at each image's own size (see :class:`SegmentationMetrics`).
 
     ``scales``/``flip``/``window``: multi-scale, flipped and sliding-window inference, the same
-    code as ``mfnet-zoo predict`` (:func:`mfnet_zoo.predict.infer_probabilities`).
+    code as ``mfnet-zoo predict`` (:func:`mfnet_zoo.inference.infer_probabilities`).
     """
-    from .predict import infer_probabilities
-
     device = torch.device(device)
     model.eval()
     metrics = SegmentationMetrics(num_classes, ignore_index, device=device)
@@ -228,7 +218,7 @@ def evaluate(model: SegmentationModel, loader: Iterable, num_classes: int, *, de
         images, masks = _to_device(images, device, channels_last), masks.to(device, non_blocking=True)
         with autocast(device, amp):
             probs = infer_probabilities(model, images, scales, flip, window)
-        metrics.update((probs[:, 0] > 0.5).long() if probs.shape[1] == 1 else probs.argmax(dim=1), masks)
+        metrics.update(probabilities_to_classes(probs), masks)
     metrics.all_reduce()
     return metrics.compute()
 
@@ -279,6 +269,19 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
 def _rank() -> int:
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     return torch.distributed.get_rank() if distributed else 0
+
+
+def init_distributed() -> tuple[int, int]:
+    """(rank, world size); joins the process group torchrun describes (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (torch.distributed.get_rank() if world > 1 else 0), world
+
+
+def shard_dataset(dataset: Dataset, rank: int, world: int) -> Dataset:
+    """Every world-th item from rank: each image evaluated once over all processes (no padding)."""
+    return dataset if world == 1 else Subset(dataset, range(rank, len(dataset), world))
 
 
 class Trainer:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ._io import atomic_path
+from ._atomic import atomic_path
 
 __all__ = ["voc_palette", "colorize", "save_panels"]
 

@@ -1,6 +1,14 @@
 import pytest
 import torch
 
+from mfnet_zoo import list_models
+from mfnet_zoo._registry import get_test_configs
+
+# the shared tiny-model set, from the registry: every family with each of its declared test configs
+# (context modes), so a newly registered family joins every matrix that uses TINY without an edit here
+TINY = [(name, kwargs) for name in list_models() for kwargs in get_test_configs(name).values()]
+TINY_IDS = [f"{name}-{key}" if key else name for name in list_models() for key in get_test_configs(name)]
+
 
 @pytest.fixture(autouse=True)
 def _seed():

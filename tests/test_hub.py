@@ -18,9 +18,8 @@ from mfnet_zoo import _registry
 from mfnet_zoo._pretrained import PretrainedCfg, encoder_only_cfg
 from mfnet_zoo.hub import read_safetensors
 
-from .conftest import randomize_bn_stats
+from .conftest import TINY, TINY_IDS, randomize_bn_stats
 from .mock_hub import MockHub
-from .test_models import TINY, TINY_IDS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +56,7 @@ def temporary_tags():
 
 
 def tiny(name="mfnet", **kwargs):
-    model = create_model(name, encoder="test_resnet", num_classes=3, **kwargs).eval()
+    model = create_model(name, **{"encoder": "test_resnet", "num_classes": 3, **kwargs}).eval()
     randomize_bn_stats(model)
     return model
 

@@ -9,10 +9,10 @@ from PIL import Image
 from mfnet_zoo import create_model
 from mfnet_zoo.cli import main
 from mfnet_zoo.export import export_onnx, export_program
-from mfnet_zoo.predict import expand_inputs, infer_probabilities, predict_files
+from mfnet_zoo.inference import infer_probabilities
+from mfnet_zoo.predict import expand_inputs, predict_files
 
-from .conftest import randomize_bn_stats
-from .test_models import TINY, TINY_IDS
+from .conftest import TINY, TINY_IDS, randomize_bn_stats
 
 
 def tiny(name="mfnet", num_classes=3, encoder="test_resnet", **kwargs):
@@ -99,7 +99,7 @@ def test_predict_files_writes_outputs_at_original_size(tmp_path):
 @pytest.mark.parametrize("name,kwargs", TINY, ids=TINY_IDS)
 def test_torch_export_program_round_trip(tmp_path, name, kwargs):
     # resnet18: test_resnet's "same"-padded pooling puts math.ceil in the graph, which .pt2 cannot serialise
-    model = tiny(name, encoder="resnet18", **kwargs)
+    model = tiny(name, **{**kwargs, "encoder": "resnet18"})
     export_program(model, tmp_path / "m.pt2", (64, 64))
     program = torch.export.load(tmp_path / "m.pt2")
     for shape in [(1, 3, 64, 64), (2, 3, 97, 131)]:

@@ -6,20 +6,10 @@ import mfnet_zoo
 from mfnet_zoo import FactorizationContext, SegmentationOutput, create_model, list_models
 from mfnet_zoo.models import TimmEncoder
 
-from .conftest import randomize_bn_stats
-
-# every family, on a tiny encoder; the block options that change the graph
-TINY = [
-    ("mfnet", {}),
-    ("mfnet", {"mode": "nmf", "width": 16, "rank": 8}),
-    ("deeplabv3plus", {}),
-    ("emanet", {"k": 8}),
-]
-TINY_IDS = ["mfnet", "mfnet_nmf", "deeplabv3plus", "emanet"]
-
+from .conftest import TINY, TINY_IDS, randomize_bn_stats
 
 def tiny(name, **kwargs):
-    return create_model(name, encoder="test_resnet", **kwargs)
+    return create_model(name, **{"encoder": "test_resnet", **kwargs})
 
 
 @pytest.mark.parametrize("name,kwargs", TINY, ids=TINY_IDS)

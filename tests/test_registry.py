@@ -96,7 +96,7 @@ def test_pretrained_errors_and_tags():
 def test_register_model_adds_a_family_in_a_few_lines():
     from mfnet_zoo import _registry
     from mfnet_zoo.layers import ASPP, ClassifierDecoder
-    from mfnet_zoo.models._builder import build_segmentation_model
+    from mfnet_zoo.models._family import build_segmentation_model
 
     def _head(encoder, num_classes, *, rates=(1, 2)):
         return ASPP(encoder.out_channels, 256, atrous_rates=rates), ClassifierDecoder(num_classes)
@@ -112,5 +112,20 @@ def test_register_model_adds_a_family_in_a_few_lines():
         assert model(torch.randn(1, 3, 32, 32)).logits.shape == (1, 2, 32, 32)
         assert "test_aspp_only" in list_models("test_*")
     finally:
-        _registry._model_entrypoints.pop("test_aspp_only", None)
-        _registry._model_to_module.pop("test_aspp_only", None)
+        _registry.unregister_model("test_aspp_only")
+    assert not is_model("test_aspp_only")
+
+
+def test_every_registered_model_is_in_the_tiny_set_or_says_why():
+    from mfnet_zoo._registry import get_model_family, get_test_configs, untested_reason
+
+    from .conftest import TINY
+
+    for name in list_models():
+        assert get_test_configs(name) or untested_reason(name), f"{name}: no test config and no reason"
+        assert bool(get_test_configs(name)) == (name in {n for n, _ in TINY})
+    assert untested_reason("mfnet_r50") == ("a fixed-encoder variant of 'mfnet', whose tiny instances test the "
+                                            "same blocks")
+    assert get_model_family("mfnet_lite_r50") == "mfnet_lite" and get_model_family("emanet") == "emanet"
+    assert {n for n, _ in TINY} == {"mfnet", "mfnet_lite", "deeplabv3plus", "emanet"}
+    assert [kw.get("mode") for n, kw in TINY if n == "mfnet"] == [None, "nmf"]  # each context mode

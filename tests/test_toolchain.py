@@ -4,12 +4,11 @@ import torch
 
 from mfnet_zoo import SegmentationOutput, create_model
 
-from .conftest import randomize_bn_stats
-from .test_models import TINY, TINY_IDS
+from .conftest import TINY, TINY_IDS, randomize_bn_stats
 
 
 def tiny_eval(name, kwargs):
-    model = create_model(name, encoder="test_resnet", num_classes=3, **kwargs).eval()
+    model = create_model(name, **{"encoder": "test_resnet", "num_classes": 3, **kwargs}).eval()
     randomize_bn_stats(model)
     return model
 

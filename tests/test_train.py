@@ -136,7 +136,7 @@ def test_load_checkpoint_errors(tmp_path):
 
 
 def test_amp_fp16_needs_cuda():
-    from mfnet_zoo.train import autocast
+    from mfnet_zoo.inference import autocast
 
     with pytest.raises(ValueError, match="amp='fp16' needs a CUDA device"):
         autocast(torch.device("cpu"), "fp16")

@@ -1,10 +1,12 @@
 """Datasets (VOC, SBD train_aug, folders, synthetic scenes) and joint image/mask transforms."""
+from .factory import DATASETS, build_dataset
 from .folder import FolderDataset, load_image, load_mask
 from .synthetic import SYNTHETIC_CLASSES, SyntheticShapes, render_scene, write_synthetic_dataset
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, RandomScale, eval_transforms, train_transforms
 from .voc import VOC_CLASSES, VOCAugSegmentation, VOCSegmentation
 
 __all__ = [
+    "DATASETS",
     "FolderDataset",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -14,6 +16,7 @@ __all__ = [
     "VOCAugSegmentation",
     "VOCSegmentation",
     "VOC_CLASSES",
+    "build_dataset",
     "eval_transforms",
     "load_image",
     "load_mask",

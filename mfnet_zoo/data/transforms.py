@@ -13,10 +13,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RandomScale", "train_transforms", "eval_transforms"]
+from .._constants import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RandomScale", "train_transforms", "eval_transforms"]
 
 
 class RandomScale(v2.Transform):

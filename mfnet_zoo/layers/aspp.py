@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
-from ._checks import check_feature_map
+from .._checks import check_feature_map
 
 __all__ = ["ASPP", "atrous_rates_for"]
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
-from ._checks import check_feature_map, check_positive_int
+from .._checks import check_feature_map, check_positive_int
 
 __all__ = ["FactorizationContext", "FoldedFactorizationContext", "Reconstruction"]
 

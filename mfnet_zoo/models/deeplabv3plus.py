@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from .._pretrained import encoder_only_cfg
 from .._registry import register_model, register_pretrained_cfgs
 from ..layers import ASPP, DeepLabV3PlusDecoder, atrous_rates_for
-from ._builder import build_segmentation_model, build_variant, require_low_level
+from ._family import TEST_ENCODER, build_segmentation_model, build_variant, require_low_level
 from .encoder import TimmEncoder
 
 __all__: list[str] = []
@@ -26,20 +26,20 @@ def _deeplabv3plus_head(encoder: TimmEncoder, num_classes: int, *, atrous_rates:
     return context, decoder
 
 
-@register_model
+@register_model(test_configs={"": {"encoder": TEST_ENCODER}})
 def deeplabv3plus(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
     """DeepLabV3+ on any timm encoder with stride-4 features."""
     return build_segmentation_model(_deeplabv3plus_head, "deeplabv3plus", pretrained, encoder=encoder, **kwargs)
 
 
-@register_model
+@register_model(family="deeplabv3plus")
 def deeplabv3plus_r50(pretrained: bool = False, **kwargs):
     """DeepLabV3+-R50 as the paper's code: multi-grid (1, 2, 4), stride 16; 40,352,181 params."""
     return build_variant(_deeplabv3plus_head, "deeplabv3plus_r50", pretrained, kwargs, encoder="resnet50",
                          multi_grid=(1, 2, 4))
 
 
-@register_model
+@register_model(family="deeplabv3plus")
 def deeplabv3plus_r101(pretrained: bool = False, **kwargs):
     """DeepLabV3+ with ResNet-101, multi-grid (1, 2, 4), output stride 16."""
     return build_variant(_deeplabv3plus_head, "deeplabv3plus_r101", pretrained, kwargs, encoder="resnet101",

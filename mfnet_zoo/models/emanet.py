@@ -4,7 +4,7 @@ from __future__ import annotations
 from .._pretrained import encoder_only_cfg
 from .._registry import register_model, register_pretrained_cfgs
 from ..layers import ClassifierDecoder, EMAContext
-from ._builder import build_segmentation_model, build_variant
+from ._family import TEST_ENCODER, build_segmentation_model, build_variant
 from .encoder import TimmEncoder
 
 __all__: list[str] = []
@@ -22,19 +22,19 @@ def _emanet_head(encoder: TimmEncoder, num_classes: int, *, k: int = 64, stages:
     return context, ClassifierDecoder(num_classes, 256)
 
 
-@register_model
+@register_model(test_configs={"": {"encoder": TEST_ENCODER, "k": 8}})
 def emanet(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
     """EMANet on any timm encoder."""
     return build_segmentation_model(_emanet_head, "emanet", pretrained, encoder=encoder, **kwargs)
 
 
-@register_model
+@register_model(family="emanet")
 def emanet_r50(pretrained: bool = False, **kwargs):
     """EMANet-R50 as the paper's code: multi-grid (1, 2, 4), stride 16; 34,657,621 params."""
     return build_variant(_emanet_head, "emanet_r50", pretrained, kwargs, encoder="resnet50", multi_grid=(1, 2, 4))
 
 
-@register_model
+@register_model(family="emanet")
 def emanet_r101(pretrained: bool = False, **kwargs):
     """EMANet with ResNet-101, multi-grid (1, 2, 4), output stride 16."""
     return build_variant(_emanet_head, "emanet_r101", pretrained, kwargs, encoder="resnet101", multi_grid=(1, 2, 4))

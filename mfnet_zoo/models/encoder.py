@@ -10,7 +10,7 @@ from timm.models import split_model_name_tag
 import torch
 from torch import nn
 
-from ..layers._checks import check_positive_int
+from .._checks import check_positive_int
 
 __all__ = ["TimmEncoder"]
 

@@ -6,7 +6,7 @@ from typing import Literal
 from .._pretrained import encoder_only_cfg
 from .._registry import register_model, register_pretrained_cfgs
 from ..layers import DeepLabV3PlusDecoder, FactorizationContext
-from ._builder import build_segmentation_model, build_variant, require_low_level
+from ._family import TEST_ENCODER, build_segmentation_model, build_variant, require_low_level
 from .encoder import TimmEncoder
 
 __all__: list[str] = []
@@ -32,19 +32,20 @@ def _mfnet_head(encoder: TimmEncoder, num_classes: int, *, rank: int = 64,
     return context, decoder
 
 
-@register_model
+@register_model(test_configs={"static": {"encoder": TEST_ENCODER},
+                              "nmf": {"encoder": TEST_ENCODER, "mode": "nmf", "width": 16, "rank": 8}})
 def mfnet(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
     """MFNet on any timm encoder with stride-4 features (``encoder="convnext_tiny"``)."""
     return build_segmentation_model(_mfnet_head, "mfnet", pretrained, encoder=encoder, **kwargs)
 
 
-@register_model
+@register_model(family="mfnet")
 def mfnet_r50(pretrained: bool = False, **kwargs):
     """The paper's MFNet: ResNet-50, multi-grid (1, 2, 4), output stride 16; 29,738,997 params."""
     return build_variant(_mfnet_head, "mfnet_r50", pretrained, kwargs, encoder="resnet50", multi_grid=(1, 2, 4))
 
 
-@register_model
+@register_model(family="mfnet")
 def mfnet_r101(pretrained: bool = False, **kwargs):
     """MFNet with ResNet-101, multi-grid (1, 2, 4), output stride 16."""
     return build_variant(_mfnet_head, "mfnet_r101", pretrained, kwargs, encoder="resnet101", multi_grid=(1, 2, 4))
@@ -61,13 +62,13 @@ def _mfnet_lite_head(encoder: TimmEncoder, num_classes: int, *, rank: int = 64, 
     return context, decoder
 
 
-@register_model
+@register_model(test_configs={"": {"encoder": TEST_ENCODER}})
 def mfnet_lite(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
     """Light MFNet on any timm encoder: 256-wide static factorization, one separable decoder conv."""
     return build_segmentation_model(_mfnet_lite_head, "mfnet_lite", pretrained, encoder=encoder, **kwargs)
 
 
-@register_model
+@register_model(family="mfnet_lite")
 def mfnet_lite_r50(pretrained: bool = False, **kwargs):
     """Light MFNet with ResNet-50 at output stride 16 (timm's dilations): fewer parameters than smp's DeepLabV3+."""
     return build_variant(_mfnet_lite_head, "mfnet_lite_r50", pretrained, kwargs, encoder="resnet50")

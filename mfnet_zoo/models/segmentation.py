@@ -12,8 +12,10 @@ from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from torch import nn
 
 from .. import hub
+from .._builder import load_weights, model_config, model_from_config
+from .._checks import is_tracing
 from .._pretrained import PretrainedCfg
-from ..layers._checks import is_tracing
+from .._registry import model_entrypoint
 from ..layers.factorization import Reconstruction
 from .encoder import TimmEncoder
 
@@ -55,7 +57,7 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
 
     ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` come from huggingface_hub's
     ``PyTorchModelHubMixin``: ``model.safetensors`` + ``config.json`` (registry name and
-    constructor arguments, see :func:`mfnet_zoo.hub.hub_config`) + a model card.
+    constructor arguments, see :func:`mfnet_zoo._builder.model_config`) + a model card.
     """
 
     def __init__(self, encoder: TimmEncoder, context: nn.Module, decoder: nn.Module) -> None:
@@ -133,14 +135,14 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
     def save_pretrained(self, save_directory: str | Path, *, config: dict | None = None, **kwargs: Any):
         """Write model.safetensors, config.json and README.md (model card) to ``save_directory``."""
         self._require_registered()
-        return super().save_pretrained(save_directory, config=config or hub.hub_config(self), **kwargs)
+        return super().save_pretrained(save_directory, config=config or model_config(self), **kwargs)
 
     def push_to_hub(self, repo_id: str, *, config: dict | None = None, model_card_kwargs: dict | None = None,
                     **kwargs: Any):
         """Upload weights, config and model card to ``repo_id`` (``private=``, ``commit_message=``, ...)."""
         self._require_registered()
         card = {"repo_id": repo_id, **(model_card_kwargs or {})}
-        return super().push_to_hub(repo_id, config=config or hub.hub_config(self), model_card_kwargs=card, **kwargs)
+        return super().push_to_hub(repo_id, config=config or model_config(self), model_card_kwargs=card, **kwargs)
 
     def _require_registered(self) -> None:
         if not self.model_name:
@@ -162,18 +164,26 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
                                     f"saved with save_pretrained?")
         if model_args:  # e.g. num_classes=5: a new head, the rest loaded
             config = {**config, "model_args": {**config.get("model_args", {}), **model_args}}
-        model = hub.model_from_config(config)
+        model = model_from_config(config)
         if os.path.isdir(model_id):
             path = Path(model_id) / hub.WEIGHTS_NAME
         else:
             path = hub.download_file(model_id, hub.WEIGHTS_NAME, revision, cache_dir=cache_dir,
                                      force_download=force_download, local_files_only=local_files_only, token=token)
-        hub.load_weights(model, hub.read_safetensors(path), strict=strict, source=model_id)
+        load_weights(model, hub.read_safetensors(path), strict=strict, source=model_id)
         return model.to(map_location)
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
-        """Model card (``repo_id``, ``metrics``, ``dataset``, ``license`` may be given)."""
-        return hub.model_card(self, **kwargs)
+        """Model card (``repo_id``, ``metrics``, ``dataset``, ``license`` may be given; by default the
+        pretrained config's)."""
+        cfg = self.pretrained_cfg
+        kwargs.setdefault("metrics", cfg.metrics)
+        kwargs["dataset"] = kwargs.get("dataset") or cfg.dataset
+        kwargs["license"] = kwargs.get("license") or cfg.license
+        return hub.model_card(
+            model_config(self), description=(model_entrypoint(self.model_name).__doc__ or "").strip().splitlines()[0],
+            blocks=" -> ".join(type(m).__name__ for m in (self.encoder, self.context, self.decoder)),
+            parameters=sum(p.numel() for p in self.parameters()), **kwargs)
 
     @torch.inference_mode()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

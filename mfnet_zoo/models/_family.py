@@ -1,4 +1,4 @@
-"""The one builder behind every registered model: encoder + a family's (context, decoder)."""
+"""How a family builds its models: a timm encoder + the family's (context, decoder) in one SegmentationModel."""
 from __future__ import annotations
 
 import inspect
@@ -7,14 +7,17 @@ from typing import Any
 
 from torch import nn
 
-from .. import hub
+from .._builder import load_pretrained
+from .._checks import check_positive_int
 from .._pretrained import PretrainedCfg
 from .._registry import get_pretrained_cfg, list_models
-from ..layers._checks import check_positive_int
 from .encoder import TimmEncoder
 from .segmentation import SegmentationModel
 
-__all__ = ["build_segmentation_model", "build_variant", "COMMON_ARGS"]
+__all__ = ["build_segmentation_model", "build_variant", "COMMON_ARGS", "TEST_ENCODER"]
+
+# timm's 0.6M-parameter test ResNet: what the registered test configs build tiny instances with
+TEST_ENCODER = "test_resnet"
 
 # a family's head function: (encoder, num_classes, **block options) -> (context, decoder)
 HeadFn = Callable[..., tuple[nn.Module, nn.Module]]
@@ -85,7 +88,7 @@ def build_segmentation_model(
                             encoder_kwargs=dict(encoder_kwargs or {}), **{**defaults, **kwargs})
     model.pretrained_cfg = cfg
     if pretrained:
-        hub.load_pretrained(model, pretrained, cfg, strict=strict)
+        load_pretrained(model, pretrained, cfg, strict=strict)
     return model
 
 

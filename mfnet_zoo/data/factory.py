@@ -1,0 +1,44 @@
+"""One place that turns a dataset name (what ``mfnet-zoo --data`` takes) into a dataset and its class names."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from .folder import FolderDataset
+from .synthetic import SyntheticShapes
+from .voc import VOC_CLASSES, VOCAugSegmentation, VOCSegmentation
+
+__all__ = ["DATASETS", "build_dataset"]
+
+DATASETS = ("synthetic", "folder", "voc", "voc-aug")
+
+
+def build_dataset(name: str, split: str, transforms: Callable | None = None, *, root: str | Path | None = None,
+                  sbd_root: str | Path | None = None, download: bool = False, num_classes: int | None = None,
+                  skip_bad: bool = False, synthetic_size: int = 1600,
+                  image_size: int = 64) -> tuple[Dataset, Sequence[str]]:
+    """The dataset ``name`` (one of :data:`DATASETS`) for ``split`` and its class names.
+
+    - ``synthetic``: rendered scenes, ``synthetic_size`` for 'train' (seed 0), an eighth (at least 16)
+      otherwise (seed 1), ``image_size`` pixels square;
+    - ``folder``: :class:`FolderDataset` under ``root`` (``num_classes`` checks labels, ``skip_bad``);
+    - ``voc``: VOC 2012 under ``root``; ``voc-aug``: SBD's train_aug (``sbd_root``) for 'train', VOC otherwise.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; available: {DATASETS}")
+    if name == "synthetic":
+        ds = SyntheticShapes(synthetic_size if split == "train" else max(synthetic_size // 8, 16), image_size,
+                             seed=0 if split == "train" else 1, transforms=transforms)
+        return ds, list(ds.classes)
+    if root is None:
+        raise ValueError(f"--data {name} needs --data-root: the dataset's root folder (root=)")
+    if name == "folder":
+        ds = FolderDataset(root, split, transforms=transforms, num_classes=num_classes, skip_bad=skip_bad)
+        return ds, ds.classes or [str(i) for i in range(ds.num_classes or num_classes)]
+    if name == "voc-aug" and split == "train":
+        if sbd_root is None:
+            raise ValueError("--data voc-aug needs --sbd-root (the SBD 'benchmark_RELEASE/dataset' folder, sbd_root=)")
+        return VOCAugSegmentation(root, sbd_root, download, transforms), list(VOC_CLASSES)
+    return VOCSegmentation(root, split, download, transforms), list(VOC_CLASSES)

@@ -1,0 +1,143 @@
+"""The package's layers (CONTRIBUTING.md, "Layers"): imports only point down, and there is no circle.
+
+Every import counts, inside functions too; only imports under ``if TYPE_CHECKING:`` (annotations,
+never executed) are left out. Package ``__init__`` modules are the facade, not a layer: they import
+their submodules (the family modules register themselves on import, the one exception to "down
+only", as timm's ``timm/models/__init__.py``), so nothing inside the package may import a package
+``__init__`` that sits above it.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import mfnet_zoo
+
+PACKAGE = Path(mfnet_zoo.__file__).parent
+
+# bottom to top; a module may import its own layer (no circle) or any layer below
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("blocks and small helpers", ("version", "_checks", "_atomic", "_constants", "layers", "data", "metrics",
+                                  "visualize")),
+    ("weights I/O (Hub and files)", ("hub",)),
+    ("registry, pretrained configs, builder, factory", ("_pretrained", "_registry", "_builder", "_factory")),
+    ("models and families", ("models", "losses")),
+    ("inference", ("inference",)),
+    ("engine, predict, export, benchmark, demo, convert", ("train", "predict", "export", "benchmark", "profiling",
+                                                         "demo", "convert")),
+    ("command line", ("cli", "__main__")),
+]
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_package(module: str) -> bool:
+    return (PACKAGE.parent / Path(*module.split(".")) / "__init__.py").is_file()
+
+
+def _exists(module: str) -> bool:
+    return _is_package(module) or (PACKAGE.parent / Path(*module.split("."))).with_suffix(".py").is_file()
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped |= {id(child) for stmt in node.body for child in ast.walk(stmt)}
+    return skipped
+
+
+def _imports(path: Path) -> set[str]:
+    """The mfnet_zoo modules that ``path`` imports, absolute, anywhere in the file."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    skipped = _type_checking_nodes(tree)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "mfnet_zoo"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            if source.split(".")[0] != "mfnet_zoo":
+                continue
+            for alias in node.names:  # `from . import hub` imports the module mfnet_zoo.hub
+                found.add(f"{source}.{alias.name}" if _exists(f"{source}.{alias.name}") else source)
+    return found - {module}
+
+
+def _layer(module: str) -> int | None:
+    """The index of ``module``'s layer; None for the package facade (``mfnet_zoo`` itself)."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return None
+    for index, (_, names) in enumerate(LAYERS):
+        if parts[1] in names:
+            return index
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS here and to CONTRIBUTING.md")
+
+
+GRAPH = {_module_name(p): _imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_every_module_has_a_layer():
+    for module in GRAPH:
+        _layer(module)
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_imports_point_down(module):
+    own = _layer(module)
+    if own is None:  # the facade
+        return
+    upward = [f"{target} ({'the package facade' if _layer(target) is None else LAYERS[_layer(target)][0]})"
+              for target in sorted(GRAPH[module]) if _layer(target) is None or _layer(target) > own]
+    assert not upward, f"{module} ({LAYERS[own][0]}) imports upward: {upward}"
+
+
+def test_no_import_circle():
+    state: dict[str, str] = {}
+    stack: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = "open"
+        stack.append(module)
+        for target in sorted(GRAPH.get(module, ())):
+            if state.get(target) == "open":
+                cycle = stack[stack.index(target):] + [target]
+                raise AssertionError(f"import circle: {' -> '.join(cycle)}")
+            if target not in state:
+                visit(target)
+        stack.pop()
+        state[module] = "done"
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module)
+
+
+def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
+    # the parser itself: an import inside a function counts, one under TYPE_CHECKING does not
+    hub_imports = _imports(PACKAGE / "hub.py")
+    assert "mfnet_zoo._atomic" in hub_imports
+    source = PACKAGE / "models" / "segmentation.py"
+    assert {"mfnet_zoo.hub", "mfnet_zoo._builder"} <= _imports(source)
+    fake = tmp_path / "mod.py"
+    fake.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from mfnet_zoo import cli\n"
+                    "def f():\n    from mfnet_zoo import train\n")
+    tree = ast.parse(fake.read_text())
+    skipped = _type_checking_nodes(tree)
+    names = [ast.unparse(n) for n in ast.walk(tree)
+             if isinstance(n, ast.ImportFrom) and n.module == "mfnet_zoo" and id(n) not in skipped]
+    assert names == ["from mfnet_zoo import train"]
