@@ -1,5 +1,5 @@
 """mfnet_zoo: segmentation models with low-rank factorization context (MFNet) and its baselines."""
-from ._factory import create_model
+from ._factory import create_model, load_model
 from ._pretrained import PretrainedCfg, resolve_data_config
 from ._registry import (get_pretrained_cfg, is_model, list_models, list_pretrained_tags, model_entrypoint,
                         register_model, register_pretrained_cfgs)
@@ -37,6 +37,7 @@ __all__ = [
     "is_model",
     "list_models",
     "list_pretrained_tags",
+    "load_model",
     "model_entrypoint",
     "register_model",
     "register_pretrained_cfgs",

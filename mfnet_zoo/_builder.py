@@ -9,7 +9,9 @@ registry and the Hub I/O leaf.
 """
 from __future__ import annotations
 
+import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,11 @@ from torch import nn
 from . import hub
 from ._pretrained import PretrainedCfg
 from ._registry import model_entrypoint, split_model_name_tag
+from ._sources import RUN_CHECKPOINTS, ModelSource, parse_model_source
 from .version import __version__
 
-__all__ = ["load_weights", "load_pretrained", "model_config", "model_from_config", "check_config_values"]
+__all__ = ["load_weights", "load_pretrained", "model_config", "model_from_config", "check_config_values",
+           "read_checkpoint", "checkpoint_config", "saved_files", "load_saved_model", "check_same_model"]
 
 MAX_CONFIG_INT = 1 << 16  # no size argument of any registered model comes near this
 
@@ -64,8 +68,12 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, stric
     model.load_state_dict(state_dict, strict=not skipped)
 
 
-def load_pretrained(model: nn.Module, pretrained: bool | str, cfg: PretrainedCfg, strict: bool = False) -> None:
-    """Load whole-model weights named by ``pretrained``: True (the tag's), 'hf-hub:org/repo[@rev]', or a path."""
+def load_pretrained(model: nn.Module, pretrained: bool | str | Path, cfg: PretrainedCfg, strict: bool = False,
+                    check_config: bool = True) -> None:
+    """Load whole-model weights named by ``pretrained`` into ``model``: True (the tag's, ``cfg``) or a saved
+    source (``"hf-hub:org/repo[@rev]"``, a ``save_pretrained`` folder, a ``.safetensors`` file, a training
+    checkpoint or run; see :mod:`mfnet_zoo._sources`). A source whose config describes another model is an
+    error naming both (:func:`check_same_model`) unless ``check_config=False``."""
     if pretrained is True:
         if cfg.file:
             path = cfg.file
@@ -76,15 +84,15 @@ def load_pretrained(model: nn.Module, pretrained: bool | str, cfg: PretrainedCfg
                           f"context, decoder and classifier are newly initialised - train before use",
                           UserWarning, stacklevel=4)
             return
-    elif isinstance(pretrained, str) and pretrained.startswith("hf-hub:"):
-        repo_id, _, revision = pretrained[len("hf-hub:"):].partition("@")
-        path = hub.download_file(repo_id, hub.WEIGHTS_NAME, revision or None)
-    elif isinstance(pretrained, (str, Path)):
-        path = Path(pretrained)
-        path = path / hub.WEIGHTS_NAME if path.is_dir() else path
-    else:
+        load_weights(model, hub.read_safetensors(path), strict=strict, source=str(path))
+        return
+    if not isinstance(pretrained, (str, Path)):
         raise TypeError(f"pretrained must be a bool, 'hf-hub:org/repo' or a path, got {pretrained!r}")
-    load_weights(model, hub.read_safetensors(path), strict=strict, source=str(path))
+    source = parse_model_source(pretrained)
+    config, state_dict = saved_files(source)
+    if config is not None and check_config:
+        check_same_model(model, config, source)
+    load_weights(model, state_dict(), strict=strict, source=source.describe())
 
 
 def model_config(model: nn.Module) -> dict[str, Any]:
@@ -138,3 +146,94 @@ def model_from_config(config: dict[str, Any]) -> nn.Module:
         label_names=labels, num_classes=model.num_classes,
         **{k: tuple(config[k]) for k in ("mean", "std", "input_size") if config.get(k)})
     return model
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A :class:`~mfnet_zoo.train.Trainer` checkpoint (``torch.load(weights_only=True)``), checked to hold
+    ``model_name``, ``model_args`` and ``state_dict``."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # a truncated or foreign file: say which
+        raise ValueError(f"cannot read checkpoint {str(path)!r}: {e}") from e
+    if not isinstance(checkpoint, dict) or not checkpoint.get("model_name") or "state_dict" not in checkpoint:
+        raise ValueError(f"{str(path)!r} is not an mfnet_zoo training checkpoint (no model_name/state_dict)")
+    return checkpoint
+
+
+def checkpoint_config(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The config.json equivalent of a training checkpoint: its registry name and constructor arguments."""
+    return {"architecture": checkpoint["model_name"], "model_args": checkpoint.get("model_args") or {}}
+
+
+def _read_json(path: Path, source: ModelSource) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise source.error(f"cannot read {str(path)!r}: {e}") from e
+
+
+def saved_files(source: ModelSource, **hub_kwargs: Any) -> tuple[dict[str, Any] | None, Callable[[], dict]]:
+    """(config.json or None where the source has none, a function reading the state dict) of a saved source:
+    a Hub repo, a ``save_pretrained`` folder, a ``.safetensors`` file, a checkpoint or a training run.
+
+    The weights are read only when asked for, so a config alone costs no weights download.
+    ``hub_kwargs`` go to ``hf_hub_download`` (``token``, ``cache_dir``, ``local_files_only``, ...).
+    """
+    if source.kind == "hf-hub":
+        revision = hub_kwargs.pop("revision", None) or source.revision
+        config_path = hub.download_file(source.location, hub.CONFIG_NAME, revision, missing_ok=True, **hub_kwargs)
+        config = _read_json(Path(config_path), source) if config_path else None
+        return config, lambda: hub.read_safetensors(
+            hub.download_file(source.location, hub.WEIGHTS_NAME, revision, **hub_kwargs))
+    if source.kind in ("folder", "safetensors"):
+        path = Path(source.location)
+        weights = path / hub.WEIGHTS_NAME if source.kind == "folder" else path
+        config_path = weights.parent / hub.CONFIG_NAME
+        return (_read_json(config_path, source) if config_path.is_file() else None), \
+            lambda: hub.read_safetensors(weights)
+    if source.kind in ("checkpoint", "run"):
+        path = Path(source.location)
+        if source.kind == "run":
+            path = next(path / name for name in RUN_CHECKPOINTS if (path / name).is_file())
+        checkpoint = read_checkpoint(path)
+        return checkpoint_config(checkpoint), lambda: checkpoint["state_dict"]
+    raise source.error("it names a model in the registry, not saved weights; use create_model or load_model")
+
+
+def load_saved_model(source: ModelSource, *, weights: bool = True, strict: bool = False,
+                     hub_kwargs: dict[str, Any] | None = None, **model_kwargs: Any) -> nn.Module:
+    """The model a saved source describes (its config.json, or a checkpoint's name and arguments), with
+    ``model_kwargs`` applied on top (``num_classes=5``: a new head, the rest loaded), and its weights
+    unless ``weights=False``."""
+    config, state_dict = saved_files(source, **(hub_kwargs or {}))
+    if config is None:
+        raise FileNotFoundError(f"model source {source.describe()} has no readable {hub.CONFIG_NAME}, so its "
+                                f"architecture is unknown; name it: create_model(NAME, pretrained={source.text!r})")
+    if model_kwargs:
+        config = {**config, "model_args": {**config.get("model_args", {}), **model_kwargs}}
+    model = model_from_config(config)
+    if weights:
+        load_weights(model, state_dict(), strict=strict, source=source.describe())
+    return model
+
+
+def _normalised(value: Any) -> Any:
+    return json.loads(json.dumps(value))  # tuples and lists alike, as config.json stores them
+
+
+def check_same_model(model: nn.Module, config: dict[str, Any], source: ModelSource) -> None:
+    """ValueError naming both sides when ``config`` (saved with the weights) describes another architecture
+    or other constructor arguments than ``model`` (the class count aside: a new head is loading's job)."""
+    theirs = config.get("model_args", {})
+    differences = [] if config.get("architecture") == model.model_name else \
+        [f"architecture {config.get('architecture')!r} (saved) vs {model.model_name!r} (asked for)"]
+    differences += [f"{key}={_normalised(theirs[key])!r} (saved) vs {_normalised(model.model_args[key])!r} (asked for)"
+                    for key in sorted(set(theirs) & set(model.model_args) - {"num_classes"})
+                    if _normalised(theirs[key]) != _normalised(model.model_args[key])]
+    if differences:
+        raise ValueError(f"model source {source.describe()} holds another model than the one asked for: "
+                         f"{'; '.join(differences)}. Load it as saved with mfnet_zoo.load_model({source.text!r}) "
+                         f"(keyword arguments apply on top), or pass check_config=False to load its weights into "
+                         f"the model asked for")

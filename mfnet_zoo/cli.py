@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .version import __version__
-from ._factory import create_model
-from ._registry import list_models, model_entrypoint
+from ._factory import create_model, load_model
+from ._registry import list_models
+from ._sources import parse_model_source
 from .convert import SOURCES
 from .data.factory import DATASETS
 from .inference import AMP_CHOICES, resolve_device
@@ -124,11 +125,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from ._pretrained import resolve_data_config
     from .data import eval_transforms
     from .metrics import format_iou_table
-    from .train import evaluate, init_distributed, load_checkpoint, shard_dataset
+    from .train import evaluate, init_distributed, shard_dataset
 
     rank, world = init_distributed()
     device = resolve_device(args.device, rank)
-    model, _ = load_checkpoint(args.checkpoint, device)
+    model = load_model(args.model).to(device)
     if args.channels_last:
         model.to(memory_format=__import__("torch").channels_last)
     data_cfg = resolve_data_config(model)
@@ -148,26 +149,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(spec: str, device):
-    """A model from a registry name (``name`` / ``name.tag``: pretrained), a save_pretrained folder,
-    an ``hf-hub:org/repo`` id or a training checkpoint (``.pt``)."""
-    from .models.segmentation import SegmentationModel
-    from .train import load_checkpoint
-
-    if spec.startswith("hf-hub:"):
-        return SegmentationModel.from_pretrained(spec[len("hf-hub:"):]).to(device)
-    if Path(spec).is_dir():
-        return SegmentationModel.from_pretrained(spec).to(device)
-    if Path(spec).suffix == ".pt" and Path(spec).is_file():
-        return load_checkpoint(spec, device)[0]
-    if "." in spec:  # name.tag: that tag's weights
-        return create_model(spec, pretrained=True).to(device)
-    return create_model(spec).to(device)
+MODEL_HELP = ("a model source: a registry name (a new model, random weights), name.tag (pretrained), "
+              "hf-hub:org/repo[@rev], a save_pretrained folder (e.g. runs/demo/model), a .safetensors file with "
+              "config.json beside it, a training checkpoint (.pt) or run folder (its best.pt, else last.pt)")
 
 
-def _inference_model(spec: str, device, fold: bool):
-    """_load_model in eval mode, folded for inference (same logits, cheaper) unless ``fold`` is False."""
-    model = _load_model(spec, device).eval()
+def _inference_model(source: str, device, fold: bool):
+    """The model ``source`` names, in eval mode, folded for inference (same logits, cheaper) unless ``fold`` is False."""
+    model = load_model(source).to(device).eval()
     return model.reparameterize() if fold and hasattr(model, "reparameterize") else model
 
 
@@ -210,9 +199,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from .benchmark import benchmark, benchmark_training, format_benchmark
 
-    for name in args.models:  # fail on a typo before building anything
-        model_entrypoint(name)
-    models = {name: (lambda name=name: create_model(name)) for name in args.models}
+    for source in args.models:  # fail on a typo before building anything
+        parse_model_source(source)
+    models = {source: (lambda source=source: load_model(source)) for source in args.models}
     common = dict(size=args.size, batch=args.batch, device=resolve_device(args.device), runs=args.runs,
                   warmup=args.warmup, channels_last=args.channels_last, amp=args.amp)
     if args.train:
@@ -242,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", action="store_true", help="only models with weights, as name.tag")
     p.set_defaults(func=_cmd_list)
     p = sub.add_parser("info", help="parameters, MACs and blocks of a model")
-    p.add_argument("name")
+    p.add_argument("name", help=MODEL_HELP)
     p.add_argument("--size", type=int, default=513, help="input side for the MAC count (default 513)")
     p.add_argument("--no-macs", action="store_true", help="skip the MAC count (one forward pass)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -262,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
     _add_data_args(p)
     p.set_defaults(func=_cmd_train)
-    p = sub.add_parser("eval", help="evaluate a training checkpoint (mIoU, fwIoU, per-class IoU)")
-    p.add_argument("checkpoint", help="last.pt / best.pt written by mfnet-zoo train")
+    p = sub.add_parser("eval", help="evaluate a model on a dataset (mIoU, fwIoU, per-class IoU)")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--split", default="val")
     p.add_argument("--num-classes", type=int)
     p.add_argument("--json", action="store_true")
@@ -274,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.set_defaults(func=_cmd_eval)
     p = sub.add_parser("predict", help="segment image files, folders or globs; writes PNGs (and .npy)")
-    p.add_argument("model", help="name[.tag], a save_pretrained folder, hf-hub:org/repo or a .pt checkpoint")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("--out", default="predictions")
     p.add_argument("--batch-size", type=int, default=4)
@@ -290,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("export", help="export to ONNX or a torch.export program (dynamic batch/height/width)")
-    p.add_argument("model", help="name[.tag], a save_pretrained folder, hf-hub:org/repo or a .pt checkpoint")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--format", choices=("onnx", "torch-export"), default="onnx")
     p.add_argument("--out", help="output file (default: MODEL.onnx / MODEL.pt2)")
     p.add_argument("--size", type=int, default=513, help="example input side used for tracing")
@@ -298,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fold", action="store_true", help="export the static context unfolded (same logits, slower)")
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("benchmark", help="latency/throughput of models, interleaved for fair ratios")
-    p.add_argument("models", nargs="+")
+    p.add_argument("models", nargs="+", help="model sources (see 'predict --help'); registry names: random weights")
     p.add_argument("--size", type=int, default=513)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--runs", type=int, default=7)

@@ -19,14 +19,16 @@ from safetensors.torch import load_file, save_file
 
 from ._atomic import atomic_path
 
-__all__ = ["WEIGHTS_NAME", "CONFIG_NAME", "read_safetensors", "write_safetensors", "download_file", "model_card"]
+__all__ = ["WEIGHTS_NAME", "CONFIG_NAME", "read_safetensors", "write_safetensors", "download_file", "model_card",
+           "refuse_pickle"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".pkl", ".pickle", ".ckpt", ".tar")
 
 
-def _refuse_pickle(name: str) -> None:
+def refuse_pickle(name: str) -> None:
+    """ValueError for a pickled weights file (``.bin``, ``.pth``, ...): unpickling can run code."""
     if Path(name).suffix.lower() in PICKLE_SUFFIXES:
         raise ValueError(f"refusing to load {name!r}: pickled weights can run code when loaded; mfnet_zoo loads "
                          f"safetensors only (convert trusted files with safetensors.torch.save_file)")
@@ -35,7 +37,7 @@ def _refuse_pickle(name: str) -> None:
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a .safetensors file; pickled formats are refused, truncated files named."""
     path = Path(path)
-    _refuse_pickle(path.name)
+    refuse_pickle(path.name)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
     try:
@@ -51,9 +53,13 @@ def write_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path, met
         save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
 
 
-def download_file(repo_id: str, filename: str = WEIGHTS_NAME, revision: str | None = None, **hf_kwargs: Any) -> str:
-    """``hf_hub_download`` with errors that say what is missing and how to provide it."""
-    _refuse_pickle(filename)
+def download_file(repo_id: str, filename: str = WEIGHTS_NAME, revision: str | None = None, *, missing_ok: bool = False,
+                  **hf_kwargs: Any) -> str | None:
+    """``hf_hub_download`` with errors that say what is missing and how to provide it.
+
+    ``missing_ok``: None when the repo exists but has no ``filename`` (an optional file such as config.json).
+    """
+    refuse_pickle(filename)
     hint = (f"Without network, use the cache (HF_HUB_OFFLINE=1 after one download) or give the weights yourself: "
             f"create_model(name, pretrained='path/to/{WEIGHTS_NAME}') or "
             f"pretrained_cfg_overlay=dict(file='path/to/{WEIGHTS_NAME}')")
@@ -65,6 +71,8 @@ def download_file(repo_id: str, filename: str = WEIGHTS_NAME, revision: str | No
     except RepositoryNotFoundError as e:
         raise FileNotFoundError(f"Hub repo {repo_id!r} does not exist (or is private). {hint}") from e
     except EntryNotFoundError as e:
+        if missing_ok:
+            return None
         raise FileNotFoundError(f"Hub repo {repo_id!r} has no {filename!r} (mfnet_zoo loads only safetensors "
                                 f"weights). {hint}") from e
     except (HfHubHTTPError, OSError) as e:

@@ -11,7 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from ._factory import create_model
+from ._factory import load_model
 from ._registry import list_pretrained_tags, model_entrypoint
 
 __all__ = ["count_parameters", "count_macs", "peak_memory", "model_info"]
@@ -77,13 +77,15 @@ def peak_memory(fn: Callable[[], object]) -> int:
     return live.peak
 
 
-def model_info(name: str, size: int = 513, macs: bool = True) -> dict:
-    """What the registered model ``name`` is: description, encoder, blocks, classes, parameters,
-    pretrained tags and (``macs``) the MACs of one ``size`` x ``size`` image. Serves ``mfnet-zoo info``
-    and the zoo table (benchmarks/zoo_table.py)."""
-    model = create_model(name)
+def model_info(source: str, size: int = 513, macs: bool = True) -> dict:
+    """What the model ``source`` names (a registry name, or any source :func:`mfnet_zoo.load_model` takes)
+    is: its architecture's description, encoder, blocks, classes, parameters, pretrained tags and
+    (``macs``) the MACs of one ``size`` x ``size`` image. Serves ``mfnet-zoo info`` and the zoo table."""
+    model = load_model(source)
+    name = model.model_name
     info = {
-        "name": name,
+        "name": source,
+        "architecture": name,
         "description": (model_entrypoint(name).__doc__ or "").strip().splitlines()[0],
         "encoder": model.encoder.name,
         "output_stride": model.output_stride,

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ._atomic import atomic_path
+from ._builder import checkpoint_config, load_weights, model_from_config, read_checkpoint
 from .inference import autocast, infer_probabilities, probabilities_to_classes
 from .layers import FactorizationContext
 from .losses import SegmentationLoss
@@ -250,19 +251,13 @@ def _write_curves(path: Path, history: Sequence[dict]) -> None:
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[SegmentationModel, dict]:
-    """Rebuild the model of a :class:`Trainer` checkpoint (``weights_only`` load); returns (model, checkpoint)."""
-    from ._factory import create_model
+    """Rebuild the model of a :class:`Trainer` checkpoint (``weights_only`` load); returns (model, checkpoint).
 
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # a truncated or foreign file: say which
-        raise ValueError(f"cannot read checkpoint {str(path)!r}: {e}") from e
-    if not isinstance(checkpoint, dict) or not checkpoint.get("model_name") or "state_dict" not in checkpoint:
-        raise ValueError(f"{str(path)!r} is not an mfnet_zoo training checkpoint (no model_name/state_dict)")
-    model = create_model(checkpoint["model_name"], **checkpoint["model_args"])
-    model.load_state_dict(checkpoint["state_dict"])
+    The same pieces as :func:`mfnet_zoo.load_model` of a ``.pt`` file, which gives the model alone.
+    """
+    checkpoint = read_checkpoint(path)
+    model = model_from_config(checkpoint_config(checkpoint))
+    load_weights(model, checkpoint["state_dict"], strict=True, source=str(path))
     return model.to(device), checkpoint
 
 

@@ -164,11 +164,20 @@ def test_class_count_mismatch_missing_keys_and_shapes(tmp_path):
     assert model.num_classes == 5
     with pytest.raises(ValueError, match=r"3-class classifier, the model 5 classes \(strict=True\)"):
         create_model("mfnet", encoder="test_resnet", num_classes=5, pretrained=str(tmp_path / "saved"), strict=True)
+    # the saved config.json describes another model: an error naming both sides, before any weight is read
+    with pytest.raises(ValueError, match=r"\(taken as folder\) holds another model than the one asked for: "
+                                         r"mode='static' \(saved\) vs 'nmf' \(asked for\).*check_config=False"):
+        create_model("mfnet", encoder="test_resnet", num_classes=3, mode="nmf", pretrained=str(tmp_path / "saved"))
+    with pytest.raises(ValueError, match=r"architecture 'mfnet' \(saved\) vs 'mfnet_lite' \(asked for\)"):
+        create_model("mfnet_lite", encoder="test_resnet", num_classes=3, pretrained=str(tmp_path / "saved"))
+    # asked to load anyway: the weights are still checked key by key
     with pytest.raises(ValueError, match=r"does not match the model: missing keys \['context.bases'\], "
                                          r"unexpected keys \['context.Y', 'context.Z'\]"):
-        create_model("mfnet", encoder="test_resnet", num_classes=3, mode="nmf", pretrained=str(tmp_path / "saved"))
+        create_model("mfnet", encoder="test_resnet", num_classes=3, mode="nmf", pretrained=str(tmp_path / "saved"),
+                     check_config=False)
     with pytest.raises(ValueError, match=r"wrong shape: \['context.Y: \(96, 64\) vs model \(96, 8\)'"):
-        create_model("mfnet", encoder="test_resnet", num_classes=3, rank=8, pretrained=str(tmp_path / "saved"))
+        create_model("mfnet", encoder="test_resnet", num_classes=3, rank=8, pretrained=str(tmp_path / "saved"),
+                     check_config=False)
 
 
 @pytest.mark.parametrize("name,kwargs", TINY, ids=TINY_IDS)

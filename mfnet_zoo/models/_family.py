@@ -23,7 +23,7 @@ TEST_ENCODER = "test_resnet"
 HeadFn = Callable[..., tuple[nn.Module, nn.Module]]
 
 COMMON_ARGS = ("num_classes", "encoder", "encoder_weights", "output_stride", "in_chans", "multi_grid",
-               "encoder_kwargs", "pretrained_tag", "pretrained_cfg_overlay", "strict")
+               "encoder_kwargs", "pretrained_tag", "pretrained_cfg_overlay", "strict", "check_config")
 
 
 def head_defaults(head_fn: HeadFn) -> dict[str, Any]:
@@ -46,6 +46,7 @@ def build_segmentation_model(
     pretrained_tag: str = "",
     pretrained_cfg_overlay: dict[str, Any] | None = None,
     strict: bool = False,
+    check_config: bool = True,
     **kwargs: Any,
 ) -> SegmentationModel:
     """Build ``model_name`` from a timm encoder and the family's ``head_fn``, then load weights.
@@ -88,7 +89,7 @@ def build_segmentation_model(
                             encoder_kwargs=dict(encoder_kwargs or {}), **{**defaults, **kwargs})
     model.pretrained_cfg = cfg
     if pretrained:
-        load_pretrained(model, pretrained, cfg, strict=strict)
+        load_pretrained(model, pretrained, cfg, strict=strict, check_config=check_config)
     return model
 
 

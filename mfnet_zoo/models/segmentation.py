@@ -12,10 +12,11 @@ from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from torch import nn
 
 from .. import hub
-from .._builder import load_weights, model_config, model_from_config
+from .._builder import load_saved_model, model_config
 from .._checks import is_tracing
 from .._pretrained import PretrainedCfg
 from .._registry import model_entrypoint
+from .._sources import parse_model_source
 from ..layers.factorization import Reconstruction
 from .encoder import TimmEncoder
 
@@ -155,22 +156,24 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
                               metadata={"architecture": self.model_name})
 
     @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
-                         force_download: bool, local_files_only: bool, token: str | bool | None,
-                         config: dict | None = None, map_location: str = "cpu", strict: bool = False,
-                         **model_args: Any) -> SegmentationModel:
-        if config is None:
-            raise FileNotFoundError(f"{model_id!r} has no readable {hub.CONFIG_NAME}; is it an mfnet_zoo model "
-                                    f"saved with save_pretrained?")
-        if model_args:  # e.g. num_classes=5: a new head, the rest loaded
-            config = {**config, "model_args": {**config.get("model_args", {}), **model_args}}
-        model = model_from_config(config)
-        if os.path.isdir(model_id):
-            path = Path(model_id) / hub.WEIGHTS_NAME
-        else:
-            path = hub.download_file(model_id, hub.WEIGHTS_NAME, revision, cache_dir=cache_dir,
-                                     force_download=force_download, local_files_only=local_files_only, token=token)
-        load_weights(model, hub.read_safetensors(path), strict=strict, source=model_id)
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
+                        token: str | bool | None = None, cache_dir: str | Path | None = None,
+                        local_files_only: bool = False, revision: str | None = None, map_location: str = "cpu",
+                        strict: bool = False, **model_kwargs: Any) -> SegmentationModel:
+        """A saved model: a Hub repo id (``"org/repo"`` or ``"hf-hub:org/repo[@rev]"``), a ``save_pretrained``
+        folder, a ``.safetensors`` file with config.json beside it, a training checkpoint or run folder.
+
+        ``model_kwargs`` apply on top of the saved arguments (``num_classes=5``: a new head, the rest
+        loaded). The same loading code as :func:`mfnet_zoo.load_model`, which also takes registry names.
+        """
+        text = str(pretrained_model_name_or_path)
+        if isinstance(pretrained_model_name_or_path, str) and not os.path.exists(text) \
+                and not text.startswith(("hf-hub:", "local-dir:")):
+            text = f"hf-hub:{text}"  # huggingface_hub's convention: a bare string that is no path is a repo id
+        hub_kwargs = dict(force_download=force_download, token=token, cache_dir=cache_dir,
+                          local_files_only=local_files_only, revision=revision)
+        model = load_saved_model(parse_model_source(text), strict=strict,
+                                 hub_kwargs={k: v for k, v in hub_kwargs.items() if v}, **model_kwargs)
         return model.to(map_location)
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
