@@ -55,7 +55,7 @@ def models() -> dict:
 def contexts(width: int = 2048) -> dict:
     return {
         "FactorizationContext static (+ 1x1 proj)": lambda: FactorizationContext(width),
-        "FactorizationContext static, folded": lambda: FactorizationContext(width).eval().reparameterize(),
+        "FactorizationContext static, folded": lambda: FactorizationContext(width).eval().fuse(),
         "FactorizationContext nmf, width 512": lambda: FactorizationContext(width, mode="nmf"),
         "FactorizationContext nmf, width 2048": lambda: FactorizationContext(width, mode="nmf", width=width),
         "ASPP (256 out)": lambda: ASPP(width),

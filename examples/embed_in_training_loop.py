@@ -11,7 +11,7 @@ import argparse
 import torch
 from torch.utils.data import DataLoader
 
-from mfnet_zoo import SegmentationLoss, create_model, resolve_data_config
+from mfnet_zoo import SegmentationLoss, create_model, get_context_state, resolve_data_config, set_context_state
 from mfnet_zoo.data import SyntheticShapes, eval_transforms, train_transforms
 from mfnet_zoo.metrics import SegmentationMetrics
 
@@ -37,7 +37,8 @@ def main(argv=None) -> float:
     scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=args.epochs * len(loader), power=0.9)
 
     for epoch in range(args.epochs):
-        model.context.enabled = epoch >= args.warmup_epochs  # you own the warm-up; the loss has no epoch logic
+        # you own the warm-up (the context protocol's switch); the loss has no epoch logic
+        set_context_state(model.context, "on" if epoch >= args.warmup_epochs else "off")
         model.train()
         for images, masks in loader:
             output = model(images)  # .logits B x 6 x H x W, .reconstruction (target, estimate) or None
@@ -46,7 +47,7 @@ def main(argv=None) -> float:
             loss.backward()
             optimizer.step()
             scheduler.step()
-        print(f"epoch {epoch + 1}: loss {loss.item():.3f}, context {'on' if model.context.enabled else 'off'}")
+        print(f"epoch {epoch + 1}: loss {loss.item():.3f}, context {get_context_state(model.context)}")
 
     metrics = SegmentationMetrics(num_classes=6)
     model.eval()

@@ -51,10 +51,10 @@ _PAPER_BACKBONE = (("backbone.", "encoder.model."),)
 _PAPER_DECODER = (
     ("decoder.conv1.", "decoder.low_level_proj.0."),
     ("decoder.bn1.", "decoder.low_level_proj.1."),
-    ("decoder.last_conv.0.", "decoder.fuse.0.0."),
-    ("decoder.last_conv.1.", "decoder.fuse.0.1."),
-    ("decoder.last_conv.4.", "decoder.fuse.2.0."),
-    ("decoder.last_conv.5.", "decoder.fuse.2.1."),
+    ("decoder.last_conv.0.", "decoder.refine.0.0."),
+    ("decoder.last_conv.1.", "decoder.refine.0.1."),
+    ("decoder.last_conv.4.", "decoder.refine.2.0."),
+    ("decoder.last_conv.5.", "decoder.refine.2.1."),
     ("decoder.last_conv.8.", "decoder.classifier."),
 )
 _EMA_HEAD = (
@@ -218,7 +218,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_cla
     source's default: 16 for the paper's code, 8 for EMANet's release (its ``settings.STRIDE``);
     pass the stride the checkpoint was trained and evaluated at if it differs. Recorded in config.json.
 
-    ``paper_logits`` (paper-mfnet only): record ``context_enabled=False`` in config.json, so the loaded
+    ``paper_logits`` (paper-mfnet only): record ``context_state="off"`` in config.json, so the loaded
     model gives the logits the paper's code produced (its train.py never passed ``epoch``, so the
     factorization never reached them). The default runs the context as the paper describes it.
     """
@@ -234,7 +234,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_cla
     mapped = map_state_dict(load_source_state_dict(src), source)
     name, kwargs = _model_name(mapped, source)
     if paper_logits:
-        kwargs["context_enabled"] = False
+        kwargs["context_state"] = "off"
     classifier = mapped.get("decoder.classifier.weight")
     if classifier is None:
         key = next(s + "weight" for s, d in RULES[source] if d == "decoder.classifier.")

@@ -23,7 +23,7 @@ __all__ = ["DEMO_CONFIG", "run_demo"]
 
 # the demo's recipe: our default with AdamW (faster from scratch than SGD), one LR for all, flips only
 DEMO_CONFIG = PRESETS["default"].replace(epochs=16, batch_size=8, optimizer="adamw", lr=4e-3, weight_decay=1e-4,
-                                         head_lr_mult=1.0, channels_last=True, crop_size=64, scale_range=None)
+                                         param_rules=(), channels_last=True, crop_size=64, scale_range=None)
 
 
 def run_demo(out_dir: str | Path = "runs/demo", epochs: int = DEMO_CONFIG.epochs, train_size: int = 1600,

@@ -1,8 +1,10 @@
 """An embeddable training engine: param groups, poly schedule, AMP, one epoch, evaluation, a Trainer.
 
 Use the pieces in your own loop (``build_param_groups``, ``train_one_epoch``, ``evaluate``) or
-``Trainer(...).fit()``. The engine owns the context warm-up: it disables the context block
-(``model.context.enabled``) for the first ``context_warmup_epochs`` epochs.
+``Trainer(...).fit()``. The engine owns the context warm-up: it switches the context block to
+``"off"`` for the first ``context_warmup_epochs`` epochs through the context protocol
+(:mod:`mfnet_zoo.layers.context`); it knows no block type, and parameter groups are rules in the
+preset (:mod:`mfnet_zoo.optim`).
 """
 from __future__ import annotations
 
@@ -24,13 +26,19 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ._atomic import atomic_path
 from ._builder import checkpoint_config, load_weights, model_from_config, read_checkpoint
 from .inference import autocast, infer_probabilities, probabilities_to_classes
-from .layers import FactorizationContext
+from .layers.context import get_context_state, set_context_state
 from .losses import SegmentationLoss
 from .metrics import SegmentationMetrics
 from .models.segmentation import SegmentationModel
+from .optim import ParamRule, param_groups
 
-__all__ = ["TrainConfig", "PRESETS", "load_checkpoint", "build_param_groups", "build_optimizer", "set_context_enabled",
-           "train_one_epoch", "evaluate", "Trainer", "seed_everything", "init_distributed", "shard_dataset"]
+__all__ = ["TrainConfig", "PRESETS", "DEFAULT_PARAM_RULES", "PAPER_PARAM_RULES", "load_checkpoint",
+           "build_param_groups", "build_optimizer", "train_one_epoch", "evaluate", "Trainer", "seed_everything",
+           "init_distributed", "shard_dataset"]
+
+
+# ours: every parameter trained, context + decoder at 10x, no decay on norms, biases, Y and Z
+DEFAULT_PARAM_RULES = (ParamRule("context.*", lr_mult=10.0), ParamRule("decoder.*", lr_mult=10.0))
 
 
 @dataclasses.dataclass
@@ -44,12 +52,10 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     poly_power: float = 0.9
-    head_lr_mult: float = 10.0  # context + decoder (the paper's code: decoder only)
+    param_rules: tuple[ParamRule, ...] = DEFAULT_PARAM_RULES  # lr multipliers, decay, exclusions (first match)
     context_warmup_epochs: int = 0  # context disabled before this epoch
     reconstruction_weight: float = 0.1
     batch_average: bool = False  # the paper's code divides each loss term by the batch size
-    paper_param_groups: bool = False  # the paper's code never optimises the factorization's 1x1 convs
-    decay_norm_and_bias: bool = False  # weight decay on norms, biases, Y and Z too (the paper's code)
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
     grad_accum_steps: int = 1
@@ -68,13 +74,23 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+# the paper's code: encoder plus the factorization's Y and Z at 1x, the decoder (and a context that is not a
+# factorization) at 10x, the factorization's 1x1 convs in no group at all, weight decay on everything
+PAPER_PARAM_RULES = (
+    ParamRule("context.Y", family="mfnet*", weight_decay=True),
+    ParamRule("context.Z", family="mfnet*", weight_decay=True),
+    ParamRule("context.*", family="mfnet*", exclude=True),
+    ParamRule("context.*", lr_mult=10.0, weight_decay=True),
+    ParamRule("decoder.*", lr_mult=10.0, weight_decay=True),
+    ParamRule("*", weight_decay=True),
+)
+
 PRESETS: dict[str, TrainConfig] = {
     # the paper (Fig. 5) and its code: SGD 0.07, poly 0.9, momentum 0.9, wd 5e-4, batch 4, 513 crops without
     # augmentation, 50 epochs, context after 10 epochs, lambda 0.1, losses divided by the batch size,
-    # decoder at 10x, the factorization's conv1/conv2 left out of the optimizer
+    # the code's parameter groups
     "paper": TrainConfig(epochs=50, batch_size=4, lr=0.07, weight_decay=5e-4, context_warmup_epochs=10,
-                         batch_average=True, paper_param_groups=True, decay_norm_and_bias=True,
-                         scale_range=None, flip=False),
+                         batch_average=True, param_rules=PAPER_PARAM_RULES, scale_range=None, flip=False),
     # ours: every parameter trained, context + decoder at 10x, no decay on norms/biases/Y/Z, DeepLab's augmentation
     "default": TrainConfig(epochs=50, batch_size=8, lr=0.01, weight_decay=1e-4, context_warmup_epochs=0),
 }
@@ -91,38 +107,11 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def set_context_enabled(model: SegmentationModel, enabled: bool) -> None:
-    """Switch a context block with an ``enabled`` flag (the factorization) on or off."""
-    if hasattr(model.context, "enabled"):
-        model.context.enabled = enabled
-
-
-def _no_decay(name: str, param: nn.Parameter) -> bool:
-    return param.ndim <= 1 or name.rsplit(".", 1)[-1] in ("Y", "Z")
-
-
 def build_param_groups(model: SegmentationModel, cfg: TrainConfig) -> list[dict]:
-    """Optimizer groups: encoder at lr, context and decoder at lr * head_lr_mult.
-
-    With ``paper_param_groups`` (the paper's code): encoder plus the factorization's Y, Z at lr,
-    the decoder (and a non-factorization context) at 10x, and the factorization's 1x1 convs in
-    no group at all. Without ``decay_norm_and_bias``, norms, biases, Y and Z get no weight decay.
-    """
-    encoder = [] if cfg.freeze_encoder else list(model.encoder.named_parameters(prefix="encoder"))
-    context = list(model.context.named_parameters(prefix="context"))
-    head = list(model.decoder.named_parameters(prefix="decoder"))
-    if cfg.paper_param_groups and isinstance(model.context, FactorizationContext):
-        base = encoder + [(n, p) for n, p in context if n.rsplit(".", 1)[-1] in ("Y", "Z")]
-    else:
-        base, head = encoder, context + head
-    groups = []
-    for params, mult in ((base, 1.0), (head, cfg.head_lr_mult)):
-        decay = [p for n, p in params if cfg.decay_norm_and_bias or not _no_decay(n, p)]
-        no_decay = [p for n, p in params if not cfg.decay_norm_and_bias and _no_decay(n, p)]
-        for group, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)):
-            if group:
-                groups.append({"params": group, "lr": cfg.lr * mult, "weight_decay": wd})
-    return groups
+    """Optimizer groups of ``model`` from the preset's ``param_rules`` (:func:`mfnet_zoo.optim.param_groups`);
+    a frozen encoder is left out."""
+    return param_groups(model, cfg.param_rules, cfg.lr, cfg.weight_decay,
+                        exclude=("encoder.*",) if cfg.freeze_encoder else ())
 
 
 def build_optimizer(model: SegmentationModel, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -327,6 +316,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.PolynomialLR(self.optimizer, total_iters=cfg.epochs * steps_per_epoch,
                                                                power=cfg.poly_power)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
+        self.context_state = get_context_state(model.context)  # the state after the warm-up
         self.history: list[dict] = []
         self.best_miou = -1.0
         self.start_epoch = 0
@@ -387,7 +377,9 @@ class Trainer:
             with atomic_path(log) as tmp:  # the epochs a resumed run keeps
                 tmp.write_text("".join(json.dumps(record) + "\n" for record in self.history))
         for epoch in range(self.start_epoch, cfg.epochs):
-            set_context_enabled(self.model, epoch >= cfg.context_warmup_epochs)
+            if self.context_state is not None:  # blocks without the switch have nothing to warm up
+                set_context_state(self.model.context, "off" if epoch < cfg.context_warmup_epochs else
+                                  self.context_state)
             sampler = getattr(self.train_loader, "sampler", None)
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)

@@ -26,8 +26,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                                                                  "_factory")),
     ("models and families", ("models", "losses")),
     ("inference", ("inference",)),
-    ("engine, predict, export, benchmark, demo, convert", ("train", "predict", "export", "benchmark", "profiling",
-                                                         "demo", "convert")),
+    ("engine, predict, export, benchmark, demo, convert", ("optim", "train", "predict", "export", "benchmark",
+                                                         "profiling", "demo", "convert")),
     ("command line", ("cli", "__main__")),
 ]
 
@@ -142,3 +142,12 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
     names = [ast.unparse(n) for n in ast.walk(tree)
              if isinstance(n, ast.ImportFrom) and n.module == "mfnet_zoo" and id(n) not in skipped]
     assert names == ["from mfnet_zoo import train"]
+
+
+def test_the_model_loss_and_engine_know_the_context_protocol_only():
+    concrete = {m for m in GRAPH if m.startswith("mfnet_zoo.layers")} - {"mfnet_zoo.layers.context"}
+    for module in ("mfnet_zoo.train", "mfnet_zoo.optim", "mfnet_zoo.losses", "mfnet_zoo.models.segmentation"):
+        assert not GRAPH[module] & concrete, f"{module} imports a concrete block: {GRAPH[module] & concrete}"
+    engine = (PACKAGE / "train.py").read_text() + (PACKAGE / "optim.py").read_text()
+    for needle in ("FactorizationContext", "EMAUnit", "ASPP", '"Y"', '"Z"', "hasattr(model.context"):
+        assert needle not in engine, f"the engine names {needle}"

@@ -60,7 +60,7 @@ def test_benchmark_interleaves_and_reports_ratios():
 
 
 def test_benchmark_blocks_on_feature_maps_bf16_channels_last_compiled():
-    blocks = {"ctx": FactorizationContext(64, 32, rank=4, base_size=(5, 5)).eval().reparameterize(),
+    blocks = {"ctx": FactorizationContext(64, 32, rank=4, base_size=(5, 5)).eval().fuse(),
               "aspp": ASPP(64, 32)}
     results = benchmark(blocks, input_shape=(2, 64, 9, 9), runs=1, warmup=1, amp="bf16", channels_last=True,
                         compile="aot_eager")

@@ -316,7 +316,7 @@ def test_map_state_dict_names_and_reshapes(reference):
              "backbone.layer1.0.downsample.1.running_var": "encoder.model.layer1.0.downsample.1.running_var",
              "conv1.bias": "context.embed.bias", "conv2.1.running_mean": "context.proj.1.running_mean",
              "decoder.bn1.weight": "decoder.low_level_proj.1.weight",
-             "decoder.last_conv.5.num_batches_tracked": "decoder.fuse.2.1.num_batches_tracked",
+             "decoder.last_conv.5.num_batches_tracked": "decoder.refine.2.1.num_batches_tracked",
              "decoder.last_conv.8.bias": "decoder.classifier.bias"}
     assert all(torch.equal(mapped[ours], sd[theirs]) for theirs, ours in pairs.items())
     deeplab = map_state_dict(reference("paper-deeplab").state_dict(), "paper-deeplab")
@@ -477,9 +477,9 @@ def test_paper_mfnet_logit_parity(reference, tmp_path):
         # paper_logits=True saves the model that way
         paper = mfnet_zoo.from_pretrained(convert_checkpoint(tmp_path / "ckpt.pth.tar", tmp_path / "paper",
                                                              "paper-mfnet", paper_logits=True)).eval()
-        assert not paper.context.enabled and model.context.enabled
+        assert paper.context.context_state == "off" and model.context.context_state == "on"
         assert_parity(paper(image).logits, ref(image)[2], "paper-mfnet (context off, as its train.py)")
-        model.context.enabled = False
+        model.context.context_state = "off"
         assert torch.equal(model(image).logits, paper(image).logits)
 
 

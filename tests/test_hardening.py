@@ -16,7 +16,7 @@ from mfnet_zoo.data import FolderDataset, write_synthetic_dataset
 BLOCKS = {
     "static": lambda: FactorizationContext(16, 8, rank=4, base_size=(5, 5)),
     "nmf": lambda: FactorizationContext(16, 8, rank=4, mode="nmf", width=8),
-    "folded": lambda: FactorizationContext(16, 8, rank=4, base_size=(5, 5)).eval().reparameterize(),
+    "folded": lambda: FactorizationContext(16, 8, rank=4, base_size=(5, 5)).eval().fuse(),
     "ema_unit": lambda: EMAUnit(16, k=4),
     "ema_context": lambda: EMAContext(16, 8, width=8, k=4),
     "aspp": lambda: ASPP(16, 8, atrous_rates=(1, 2)),

@@ -61,13 +61,29 @@ def test_static_gradients_reach_y_and_z():
 
 
 def test_disabled_context_is_the_paper_warm_up():
-    block = FactorizationContext(16, 8, rank=4, enabled=False).eval()
+    block = FactorizationContext(16, 8, rank=4, context_state="off").eval()
     x = torch.randn(2, 16, 9, 9)
     out, rec = block(x, return_reconstruction=True)
     assert rec is None
     torch.testing.assert_close(out, block.proj(x))
-    block.enabled = True
+    block.context_state = "on"
     assert block(x, return_reconstruction=True)[1] is not None
+
+
+@pytest.mark.parametrize("mode", ["static", "nmf"])
+def test_pair_only_returns_the_pair_but_features_bypass_the_context(mode):
+    block = FactorizationContext(16, 8, rank=4, mode=mode, width=16).eval()
+    randomize_bn_stats(block)
+    x = torch.randn(2, 16, 9, 9)
+    on, on_pair = block(x, return_reconstruction=True)
+    block.context_state = "pair-only"
+    out, pair = block(x, return_reconstruction=True)
+    torch.testing.assert_close(out, block.proj(x))  # as "off": the paper's logits never saw the context
+    assert not torch.allclose(out, on)
+    torch.testing.assert_close(pair.target, on_pair.target)
+    torch.testing.assert_close(pair.estimate, on_pair.estimate)
+    with pytest.raises(ValueError, match=r"context_state must be one of \('on', 'off', 'pair-only'\), got 'of'"):
+        FactorizationContext(16, 8, context_state="of")
 
 
 def test_nmf_recovers_a_low_rank_nonnegative_matrix():
@@ -197,7 +213,7 @@ def test_decoders_shapes_and_reset_classifier():
 def test_folded_static_context_matches_unfolded(size):
     block = FactorizationContext(64, 32, rank=8).eval()
     randomize_bn_stats(block)
-    folded = block.reparameterize()
+    folded = block.fuse()
     assert isinstance(folded, FoldedFactorizationContext)
     assert sum(p.numel() for p in folded.parameters()) == 64 * 32  # one 1x1 conv
     x = torch.randn(2, 64, *size)
@@ -206,16 +222,23 @@ def test_folded_static_context_matches_unfolded(size):
 
 
 def test_nmf_and_disabled_contexts_are_not_folded():
-    nmf = FactorizationContext(16, 8, rank=4, mode="nmf", width=8)
-    assert nmf.reparameterize() is nmf
-    disabled = FactorizationContext(16, 8, rank=4, enabled=False)
-    assert disabled.reparameterize() is disabled
+    nmf = FactorizationContext(16, 8, rank=4, mode="nmf", width=8).eval()
+    assert nmf.fuse() is nmf
+    for state in ("off", "pair-only"):
+        disabled = FactorizationContext(16, 8, rank=4, context_state=state).eval()
+        assert disabled.fuse() is disabled
+
+
+def test_folding_in_training_mode_is_an_error():
+    # BN would fold its running statistics while training mode normalises by the batch's: outputs would change
+    with pytest.raises(RuntimeError, match=r"fuse\(\) needs eval mode: call .eval\(\) first"):
+        FactorizationContext(16, 8, rank=4).train().fuse()
 
 
 def test_separable_single_conv_decoder():
     decoder = DeepLabV3PlusDecoder(24, num_classes=5, separable=True, num_convs=1).eval()
     assert decoder(torch.randn(1, 24, 20, 20), torch.randn(1, 256, 5, 5)).shape == (1, 5, 20, 20)
     # depthwise 304 x 9 + pointwise 304 -> 256 + BN, instead of a 304 x 256 x 9 conv
-    assert sum(p.numel() for p in decoder.fuse.parameters()) == 304 * 9 + 304 * 256 + 2 * 256
+    assert sum(p.numel() for p in decoder.refine.parameters()) == 304 * 9 + 304 * 256 + 2 * 256
     with pytest.raises(ValueError, match="num_convs must be 1 or 2, got 3"):
         DeepLabV3PlusDecoder(24, num_classes=5, num_convs=3)

@@ -67,7 +67,7 @@ def test_config_replace_rejects_unknown_fields():
 def test_training_lowers_the_loss_and_evaluate_returns_metrics():
     train, val = loaders(n=16, size=32)
     model = tiny_model(base_size=(2, 2))
-    cfg = TrainConfig(epochs=1, optimizer="adamw", lr=3e-3, head_lr_mult=1.0)
+    cfg = TrainConfig(epochs=1, optimizer="adamw", lr=3e-3, param_rules=())
     optimizer, loss = build_optimizer(model, cfg), SegmentationLoss()
     first = train_one_epoch(model, train, loss, optimizer, progress=False)
     for _ in range(6):
@@ -109,10 +109,10 @@ def test_grad_accumulation_matches_a_larger_batch():
 def test_trainer_owns_warm_up_writes_logs_and_checkpoints(tmp_path):
     train, val = loaders(n=8, size=32)
     model = tiny_model(base_size=(2, 2))
-    cfg = TrainConfig(epochs=2, context_warmup_epochs=1, optimizer="adamw", lr=1e-3, head_lr_mult=1.0)
+    cfg = TrainConfig(epochs=2, context_warmup_epochs=1, optimizer="adamw", lr=1e-3, param_rules=())
     history = Trainer(model, train, val, cfg, tmp_path, progress=False).fit()
     assert "reconstruction" not in history[0]["train"] and "reconstruction" in history[1]["train"]
-    assert model.context.enabled
+    assert model.context.context_state == "on"
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2] and "mIoU" in lines[1]["val"]
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

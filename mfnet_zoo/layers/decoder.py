@@ -66,7 +66,7 @@ class DeepLabV3PlusDecoder(_ClassifierMixin, nn.Module):
         layers = [conv3x3(in_channels + low_level_projection, channels), nn.Dropout(0.5)]
         if num_convs == 2:
             layers += [conv3x3(channels, channels), nn.Dropout(0.1)]
-        self.fuse = nn.Sequential(*layers)
+        self.refine = nn.Sequential(*layers)  # not `fuse`: timm's reparameterize_model calls any .fuse()
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, low_level: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -74,7 +74,7 @@ class DeepLabV3PlusDecoder(_ClassifierMixin, nn.Module):
         check_feature_map(context, self.in_channels, "DeepLabV3PlusDecoder (context features)")
         # align_corners=True as the paper's (and DeepLab's) code, for weight compatibility
         context = F.interpolate(context, size=low_level.shape[-2:], mode="bilinear", align_corners=True)
-        return self.classifier(self.fuse(torch.cat([context, self.low_level_proj(low_level)], dim=1)))
+        return self.classifier(self.refine(torch.cat([context, self.low_level_proj(low_level)], dim=1)))
 
 
 class ClassifierDecoder(_ClassifierMixin, nn.Module):

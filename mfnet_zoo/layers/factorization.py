@@ -15,7 +15,7 @@ Y and Z:
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,21 +23,11 @@ from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
 from .._checks import check_feature_map, check_positive_int
+from .context import ContextState, Reconstruction, check_context_state
 
-__all__ = ["FactorizationContext", "FoldedFactorizationContext", "Reconstruction"]
+__all__ = ["FactorizationContext", "FoldedFactorizationContext"]
 
 _MODES = ("static", "nmf")
-
-
-class Reconstruction(NamedTuple):
-    """Auxiliary reconstruction pair; the loss adds ``lambda * MSE(estimate, target)``.
-
-    target: B x C x h x w, the embedded features the factorization approximates.
-    estimate: B x C x h x w (or 1 x C x h x w, broadcast over the batch), the low-rank X'.
-    """
-
-    target: torch.Tensor
-    estimate: torch.Tensor
 
 
 class FactorizationContext(nn.Module):
@@ -54,11 +44,15 @@ class FactorizationContext(nn.Module):
         train_steps: NMF iterations without gradient in training (Hamburger: 6).
         eval_steps: NMF iterations in eval (Hamburger: 7).
         seed: seed of the NMF initial bases (a buffer, so eval and export are deterministic).
-        enabled: ``False`` skips the factorization (the paper's warm-up epochs); the owner of
-            the training schedule flips it, the block has no epoch logic.
+        context_state: ``"on"`` (the context in the features, the pair returned), ``"off"`` (the
+            factorization skipped: warm-up epochs) or ``"pair-only"`` (the pair computed, the features
+            bypass the context: the paper's code as it ran). See :mod:`mfnet_zoo.layers.context`; the
+            owner of the training schedule switches it, the block has no epoch logic.
 
     ``forward(x)`` returns the B x out_channels x h x w context; with
-    ``return_reconstruction=True`` it returns ``(context, Reconstruction | None)``.
+    ``return_reconstruction=True`` it returns ``(context, Reconstruction | None)``. Folding for
+    inference follows timm's convention: ``fuse()`` returns the folded replacement
+    (``timm.utils.reparameterize_model`` calls it).
     """
 
     provides_reconstruction = True
@@ -74,7 +68,7 @@ class FactorizationContext(nn.Module):
         train_steps: int = 6,
         eval_steps: int = 7,
         seed: int = 0,
-        enabled: bool = True,
+        context_state: ContextState = "on",
     ) -> None:
         super().__init__()
         if mode not in _MODES:
@@ -90,7 +84,7 @@ class FactorizationContext(nn.Module):
         self.mode = mode
         self.base_size = tuple(base_size)
         self.train_steps, self.eval_steps = train_steps, eval_steps
-        self.enabled = enabled
+        self.context_state = check_context_state(context_state)
 
         # the paper's `conv1`: 1x1 with bias, the target of the reconstruction loss
         self.embed = nn.Conv2d(in_channels, width, 1, bias=True)
@@ -106,32 +100,51 @@ class FactorizationContext(nn.Module):
         self.proj = Conv2dNormActivation(width, out_channels, kernel_size=1)
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, rank={self.rank}, width={self.width}, enabled={self.enabled}"
+        return f"mode={self.mode!r}, rank={self.rank}, width={self.width}, context_state={self.context_state!r}"
+
+    def no_weight_decay(self) -> set[str]:
+        """Y and Z, the static factorization's learned bases and coefficients (timm's convention:
+        ``timm.optim.create_optimizer_v2`` and the training engine leave them undecayed)."""
+        return {"Y", "Z"} if self.mode == "static" else set()
 
     @torch.no_grad()
-    def reparameterize(self) -> FoldedFactorizationContext | FactorizationContext:
-        """The eval-mode static context folded into one 1x1 conv plus a constant map (for inference).
+    def fuse(self) -> FoldedFactorizationContext | FactorizationContext:
+        """The eval-mode static context folded into one 1x1 conv plus a constant map (timm's ``fuse()``).
 
-        ``nmf`` mode depends on the image and a disabled context has nothing to fold: they
-        return ``self`` unchanged.
+        ``nmf`` mode depends on the image and the ``"off"``/``"pair-only"`` states have no context in
+        the features: they return ``self`` unchanged. Folding in training mode is an error (BN would
+        fold with its running statistics, not the batch's, and the outputs would change).
 
         relu(Y Z) does not depend on the image, and embed, the resize and the projection's conv
         and BN are linear, so ``relu(BN(W_p (resize(relu(Y Z)) + W_e x + b_e)))`` equals
         ``relu(W x + resize(C))`` with ``W = s W_p W_e`` and ``C = s (W_p (relu(Y Z) + b_e) - mu) + beta``
         on the base grid (``s = gamma / sqrt(var + eps)``). Bilinear resizing keeps constants, so
-        resizing C after folding is exact.
+        resizing C after folding is exact. The fold is computed in float64 (float32 where the device
+        has no float64) and the result has the device and dtype of the weights it replaces; on the
+        meta device it gives shapes only.
         """
-        if self.mode != "static" or not self.enabled:
+        if self.mode != "static" or self.context_state != "on":
             return self
+        if self.training:
+            raise RuntimeError("FactorizationContext.fuse() needs eval mode: call .eval() first (folding in "
+                               "training mode would use BN's running statistics, not the batch's)")
         conv, bn = self.proj[0], self.proj[1]
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # out
-        w_p = conv.weight.flatten(1)  # out x width
-        w_e, b_e = self.embed.weight.flatten(1), self.embed.bias  # width x in, width
+        dtype, device = conv.weight.dtype, conv.weight.device
+        exact = torch.float32 if device.type == "mps" else torch.float64
+
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            return t.to(exact)
+
+        scale = cast(bn.weight) / torch.sqrt(cast(bn.running_var) + bn.eps)  # out
+        w_p = cast(conv.weight).flatten(1)  # out x width
+        w_e, b_e = cast(self.embed.weight).flatten(1), cast(self.embed.bias)  # width x in, width
         weight = (scale[:, None] * (w_p @ w_e)).view(self.out_channels, self.in_channels, 1, 1)
-        context = F.relu(self.low_rank()) + b_e.view(1, -1, 1, 1)  # 1 x width x h0 x w0
+        low_rank = (cast(self.Y) @ cast(self.Z)).view(1, self.width, *self.base_size)
+        context = F.relu(low_rank) + b_e.view(1, -1, 1, 1)  # 1 x width x h0 x w0
         bias_map = torch.einsum("ow,bwhv->bohv", w_p, context)
-        bias_map = scale.view(1, -1, 1, 1) * (bias_map - bn.running_mean.view(1, -1, 1, 1)) + bn.bias.view(1, -1, 1, 1)
-        return FoldedFactorizationContext(weight, bias_map)
+        bias_map = scale.view(1, -1, 1, 1) * (bias_map - cast(bn.running_mean).view(1, -1, 1, 1)) \
+            + cast(bn.bias).view(1, -1, 1, 1)
+        return FoldedFactorizationContext(weight.to(dtype), bias_map.to(dtype))
 
     def low_rank(self) -> torch.Tensor:
         """Static mode: Y Z on the base grid, 1 x width x h0 x w0."""
@@ -146,7 +159,8 @@ class FactorizationContext(nn.Module):
             eps = 1e-6
             scale = v.detach().float().amax(dim=(1, 2), keepdim=True).clamp_min(eps)
             v = v.float() / scale
-            bases = self.bases.float().unsqueeze(0).expand(v.shape[0], -1, -1)
+            # B copies, not a stride-0 expand, which torch.export would pin to B == 1 (see EMAUnit)
+            bases = self.bases.float().unsqueeze(0).repeat(v.shape[0], 1, 1)  # B x D x K
             with torch.no_grad():
                 coef = torch.softmax(v.transpose(1, 2) @ bases, dim=-1)  # B x N x K
                 steps = self.train_steps if self.training else self.eval_steps
@@ -160,24 +174,28 @@ class FactorizationContext(nn.Module):
     def forward(self, x: torch.Tensor, return_reconstruction: bool = False):
         """x: B x in_channels x h x w -> B x out_channels x h x w (see class docstring)."""
         check_feature_map(x, self.in_channels, type(self).__name__)
-        if not self.enabled:
+        if self.context_state == "off":
             out = self.proj(x if self.width == self.in_channels else self.embed(x))
             return (out, None) if return_reconstruction else out
         b, _, h, w = x.shape
-        target = self.embed(x)
+        embedded = self.embed(x)
+        bypass = x if self.width == self.in_channels else embedded  # what "off" projects
         if self.mode == "static":
             low_rank = self.low_rank()
-            # relu first, then resize: a no-op at the base grid, and the branch stays a
-            # constant map that inference can fold through the projection
-            context = F.interpolate(F.relu(low_rank), size=(h, w), mode="bilinear", align_corners=False)
-            out = self.proj(context + target)
+            if self.context_state == "on":
+                # relu first, then resize: a no-op at the base grid, and the branch stays a
+                # constant map that inference can fold through the projection
+                context = F.interpolate(F.relu(low_rank), size=(h, w), mode="bilinear", align_corners=False)
+                out = self.proj(context + embedded)
+            else:  # pair-only: the features bypass the context
+                out = self.proj(bypass)
             if not return_reconstruction:
                 return out
             estimate = F.interpolate(low_rank, size=(h, w), mode="bilinear", align_corners=False)
-            return out, Reconstruction(target, estimate.expand(b, -1, -1, -1))
-        target = F.relu(target)
-        estimate = self._nmf(target.flatten(2)).view(b, self.width, h, w).to(target.dtype)
-        out = self.proj(estimate + target)
+            return out, Reconstruction(embedded, estimate.expand(b, -1, -1, -1))
+        target = F.relu(embedded)
+        estimate = self._nmf(target.flatten(2)).view_as(target).to(target.dtype)  # no size baked in
+        out = self.proj(estimate + target) if self.context_state == "on" else self.proj(bypass)
         return (out, Reconstruction(target, estimate)) if return_reconstruction else out
 
 
@@ -185,17 +203,17 @@ class FoldedFactorizationContext(nn.Module):
     """An eval-mode static :class:`FactorizationContext` folded for inference:
     B x in_channels x h x w -> relu(conv1x1(x) + resize(bias_map)), B x out_channels x h x w.
 
-    Made by ``FactorizationContext.reparameterize()``; same outputs, about 1/8 of the MACs at the
-    paper's width (one 2048 -> 256 conv instead of 2048 -> 2048 and 2048 -> 256). No
-    reconstruction pair: it is for inference and export.
+    Made by ``FactorizationContext.fuse()``; same outputs, about 1/8 of the MACs at the paper's
+    width (one 2048 -> 256 conv instead of 2048 -> 2048 and 2048 -> 256). No reconstruction pair:
+    it is for inference and export. Its parameters keep the device and dtype of ``weight``.
     """
 
     def __init__(self, weight: torch.Tensor, bias_map: torch.Tensor) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=False)
-        self.conv.weight.data.copy_(weight)
-        self.register_buffer("bias_map", bias_map.clone())
         self.in_channels, self.out_channels = weight.shape[1], weight.shape[0]
+        self.conv = nn.Conv2d(self.in_channels, self.out_channels, 1, bias=False, device="meta")
+        self.conv.weight = nn.Parameter(weight.detach().clone())
+        self.register_buffer("bias_map", bias_map.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: B x in_channels x h x w -> B x out_channels x h x w."""

@@ -5,7 +5,7 @@ from typing import Literal
 
 from .._pretrained import encoder_only_cfg
 from .._registry import register_model, register_pretrained_cfgs
-from ..layers import DeepLabV3PlusDecoder, FactorizationContext
+from ..layers import ContextState, DeepLabV3PlusDecoder, FactorizationContext
 from ._family import TEST_ENCODER, build_segmentation_model, build_variant, require_low_level
 from .encoder import TimmEncoder
 
@@ -22,12 +22,12 @@ register_pretrained_cfgs({
 def _mfnet_head(encoder: TimmEncoder, num_classes: int, *, rank: int = 64,
                 mode: Literal["static", "nmf"] = "static", width: int | None = None,
                 base_size: tuple[int, int] = (33, 33), train_steps: int = 6, eval_steps: int = 7,
-                seed: int = 0, decoder_channels: int = 256, context_enabled: bool = True):
-    # context_enabled=False: the factorization is skipped (warm-up epochs; the logits of the paper's code,
-    # whose train.py never switched it on) and, unlike model.context.enabled, it is saved in config.json
+                seed: int = 0, decoder_channels: int = 256, context_state: ContextState = "on"):
+    # context_state (saved in config.json, as the state the model is in when saved): "on", "off" (warm-up
+    # epochs) or "pair-only" (the paper's code as it ran: the pair for the loss, logits without the context)
     context = FactorizationContext(encoder.out_channels, 256, rank=rank, mode=mode, width=width,
                                    base_size=tuple(base_size), train_steps=train_steps,
-                                   eval_steps=eval_steps, seed=seed, enabled=context_enabled)
+                                   eval_steps=eval_steps, seed=seed, context_state=context_state)
     decoder = DeepLabV3PlusDecoder(require_low_level(encoder, "MFNet"), num_classes, channels=decoder_channels)
     return context, decoder
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
+from timm.utils import reparameterize_model
 from torch import nn
 
 from .. import hub
@@ -17,7 +18,7 @@ from .._checks import is_tracing
 from .._pretrained import PretrainedCfg
 from .._registry import model_entrypoint
 from .._sources import parse_model_source
-from ..layers.factorization import Reconstruction
+from ..layers.context import Reconstruction, get_context_state, provides_reconstruction
 from .encoder import TimmEncoder
 
 __all__ = ["SegmentationModel", "SegmentationOutput"]
@@ -47,9 +48,9 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
 
     Args:
         encoder: a :class:`TimmEncoder` (stride-4 features, deepest features).
-        context: any module mapping B x encoder.out_channels x h x w to B x C x h x w. A block
-            with ``provides_reconstruction = True`` is called with ``return_reconstruction=True``
-            and returns ``(features, Reconstruction | None)``.
+        context: any module mapping B x encoder.out_channels x h x w to B x C x h x w; a block that
+            follows the context protocol (:mod:`mfnet_zoo.layers.context`) is called with
+            ``return_reconstruction=True`` and returns ``(features, Reconstruction | None)``.
         decoder: ``decoder(low_level, features)`` -> B x num_classes x h' x w' logits, with a
             ``classifier`` attribute (see :mod:`mfnet_zoo.layers.decoder`).
 
@@ -68,7 +69,7 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
         self.decoder = decoder
         self.pretrained_cfg = PretrainedCfg()
         self.model_name: str | None = None  # set by the registry's builder
-        self.model_args: dict[str, Any] = {}
+        self.model_args = {}
 
     @property
     def num_classes(self) -> int:
@@ -90,15 +91,36 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
         self.decoder.reset_classifier(num_classes)
 
     def reparameterize(self) -> SegmentationModel:
-        """Fold blocks that can be folded for inference (the static factorization context); eval mode.
-
-        Outputs stay the same up to float rounding; training afterwards is not supported (the
-        folded context has no reconstruction pair). Returns ``self``, as timm's reparameterize_model.
+        """Fold what can be folded for inference, in place: ``eval()``, then timm's own walker
+        (``timm.utils.reparameterize_model``), which replaces every submodule that has ``fuse()`` by
+        its result (the static factorization context) and folds timm encoders that fold (RepVGG,
+        MobileOne). Outputs stay the same up to float rounding; the folded context has no
+        reconstruction pair, so training afterwards is not supported. Returns ``self``.
         """
         self.eval()
-        if hasattr(self.context, "reparameterize"):
-            self.context = self.context.reparameterize()
-        return self
+        return reparameterize_model(self, inplace=True)
+
+    def no_weight_decay(self) -> set[str]:
+        """Full names of the parameters its blocks exclude from weight decay (timm's convention, so that
+        ``timm.optim.create_optimizer_v2(model, ...)`` and the training engine honour them)."""
+        names: set[str] = set()
+        for prefix, module in self.named_modules():
+            if module is not self and hasattr(module, "no_weight_decay"):
+                names |= {f"{prefix}.{name}" for name in module.no_weight_decay()}
+        return names
+
+    @property
+    def model_args(self) -> dict[str, Any]:
+        """Every constructor argument (config.json); ``context_state`` as the context is now, so a model
+        saved during the warm-up reloads in the state it was saved in."""
+        args = dict(self._model_args)
+        if "context_state" in args and get_context_state(self.context) is not None:
+            args["context_state"] = get_context_state(self.context)
+        return args
+
+    @model_args.setter
+    def model_args(self, value: dict[str, Any]) -> None:
+        self._model_args = dict(value)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute encoder activations in backward to save memory (timm's mechanism)."""
@@ -123,7 +145,7 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
         if not is_tracing():  # as smp: shape checks would break or slow tracing and export
             self.check_input(x)
         low_level, deep = self.encoder(x)
-        if getattr(self.context, "provides_reconstruction", False):
+        if provides_reconstruction(self.context):
             features, reconstruction = self.context(deep, return_reconstruction=True)
         else:
             features, reconstruction = self.context(deep), None
