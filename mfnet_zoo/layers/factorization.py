@@ -146,7 +146,8 @@ class FactorizationContext(nn.Module):
             eps = 1e-6
             scale = v.detach().float().amax(dim=(1, 2), keepdim=True).clamp_min(eps)
             v = v.float() / scale
-            bases = self.bases.float().unsqueeze(0).expand(v.shape[0], -1, -1)
+            # B copies, not a stride-0 expand, which torch.export would pin to B == 1 (see EMAUnit)
+            bases = self.bases.float().unsqueeze(0).repeat(v.shape[0], 1, 1)  # B x D x K
             with torch.no_grad():
                 coef = torch.softmax(v.transpose(1, 2) @ bases, dim=-1)  # B x N x K
                 steps = self.train_steps if self.training else self.eval_steps
@@ -176,7 +177,7 @@ class FactorizationContext(nn.Module):
             estimate = F.interpolate(low_rank, size=(h, w), mode="bilinear", align_corners=False)
             return out, Reconstruction(target, estimate.expand(b, -1, -1, -1))
         target = F.relu(target)
-        estimate = self._nmf(target.flatten(2)).view(b, self.width, h, w).to(target.dtype)
+        estimate = self._nmf(target.flatten(2)).view_as(target).to(target.dtype)  # no size baked in
         out = self.proj(estimate + target)
         return (out, Reconstruction(target, estimate)) if return_reconstruction else out
 
