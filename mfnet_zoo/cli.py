@@ -188,10 +188,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     model = _inference_model(args.model, "cpu", fold=not args.no_fold)
     size = (args.size, args.size)
     if args.format == "onnx":
-        path = export_onnx(model, args.out or f"{Path(args.model).name}.onnx", size, opset=args.opset)
+        path = export_onnx(model, args.out or f"{Path(args.model).name}.onnx", size, opset=args.opset,
+                           batch_size=args.batch)
     else:
         path = args.out or f"{Path(args.model).name}.pt2"
-        export_program(model, path, size)
+        export_program(model, path, size, batch_size=args.batch)
     print(f"wrote {path}")
     return 0
 
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("onnx", "torch-export"), default="onnx")
     p.add_argument("--out", help="output file (default: MODEL.onnx / MODEL.pt2)")
     p.add_argument("--size", type=int, default=513, help="example input side used for tracing")
+    p.add_argument("--batch", type=int, default=1, help="example batch used for tracing (the graph takes any batch)")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--no-fold", action="store_true", help="export the static context unfolded (same logits, slower)")
     p.set_defaults(func=_cmd_export)

@@ -1,4 +1,4 @@
-"""Inference (windows, scales, flips, files), export (ONNX + onnxruntime, torch.export) and their CLI."""
+"""Inference (windows, scales, flips, files), the folded model's export and the CLI (more export: test_export.py)."""
 import copy
 
 import numpy as np
@@ -8,11 +8,11 @@ from PIL import Image
 
 from mfnet_zoo import create_model
 from mfnet_zoo.cli import main
-from mfnet_zoo.export import export_onnx, export_program
+from mfnet_zoo.export import export_onnx
 from mfnet_zoo.inference import infer_probabilities
 from mfnet_zoo.predict import expand_inputs, predict_files
 
-from .conftest import TINY, TINY_IDS, randomize_bn_stats
+from .conftest import randomize_bn_stats
 
 
 def tiny(name="mfnet", num_classes=3, encoder="test_resnet", **kwargs):
@@ -96,32 +96,6 @@ def test_predict_files_writes_outputs_at_original_size(tmp_path):
         assert (np.asarray(index) == probs.argmax(0)).mean() > 0.99  # float16 ties aside
 
 
-@pytest.mark.parametrize("name,kwargs", TINY, ids=TINY_IDS)
-def test_torch_export_program_round_trip(tmp_path, name, kwargs):
-    # resnet18: test_resnet's "same"-padded pooling puts math.ceil in the graph, which .pt2 cannot serialise
-    model = tiny(name, **{**kwargs, "encoder": "resnet18"})
-    export_program(model, tmp_path / "m.pt2", (64, 64))
-    program = torch.export.load(tmp_path / "m.pt2")
-    for shape in [(1, 3, 64, 64), (2, 3, 97, 131)]:
-        x = torch.randn(shape)
-        torch.testing.assert_close(program.module()(x), model(x).logits, rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name,kwargs", TINY, ids=TINY_IDS)
-def test_onnx_export_matches_onnxruntime_at_two_sizes(tmp_path, name, kwargs):
-    ort = pytest.importorskip("onnxruntime")
-    model = tiny(name, **kwargs)
-    export_onnx(model, tmp_path / "m.onnx", (64, 64))
-    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
-    for shape in [(1, 3, 64, 64), (2, 3, 97, 131)]:
-        x = torch.randn(shape)
-        out = session.run(["logits"], {"images": x.numpy()})[0]
-        assert np.abs(out - model(x).logits.detach().numpy()).max() < 1e-4
-    with pytest.raises(ValueError, match="opset must be >= 17"):
-        export_onnx(model, tmp_path / "old.onnx", opset=13)
-
-
 @pytest.mark.slow
 def test_predict_bf16_channels_last_and_folding_keep_the_probabilities(tmp_path):
     _write_images(tmp_path / "in")
@@ -142,13 +116,15 @@ def test_predict_bf16_channels_last_and_folding_keep_the_probabilities(tmp_path)
 
 def test_cli_folds_for_inference_unless_told_not_to(tmp_path):
     tiny(encoder="resnet18").save_pretrained(tmp_path / "model")
-    for flags, name in (([], "folded.pt2"), (["--no-fold"], "plain.pt2")):
+    for flags, name in (([], "folded.pt2"), (["--no-fold", "--batch", "2"], "plain.pt2")):
         assert main(["export", str(tmp_path / "model"), "--format", "torch-export", "--size", "64",
                      "--out", str(tmp_path / name), *flags]) == 0
-    folded = torch.export.load(tmp_path / "folded.pt2").state_dict
-    plain = torch.export.load(tmp_path / "plain.pt2").state_dict
-    assert "model.context.Y" in plain and not any(k.endswith((".Y", ".Z")) for k in folded)
-    assert "model.context.conv.weight" in folded
+    folded = torch.export.load(tmp_path / "folded.pt2")
+    plain = torch.export.load(tmp_path / "plain.pt2")
+    assert "model.context.Y" in plain.state_dict and not any(k.endswith((".Y", ".Z")) for k in folded.state_dict)
+    assert "model.context.conv.weight" in folded.state_dict
+    x = torch.randn(3, 3, 48, 80)  # neither the traced batch (1, 2) nor the traced size
+    torch.testing.assert_close(folded.module()(x), plain.module()(x), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -55,14 +55,15 @@ class EMAUnit(nn.Module):
         """x: B x C x h x w -> B x C x h x w."""
         check_feature_map(x, self.channels, type(self).__name__)
         identity = x
-        b, c, h, w = x.shape
         x = self.conv1(x).flatten(2)  # B x C x N
-        mu = self.mu.expand(b, -1, -1)
+        # B copies of the bases, not a stride-0 expand: matmul reshapes an expanded batch, and that
+        # reshape makes torch.export guard on (and bake in) B == 1 when traced with one image
+        mu = self.mu.repeat(x.shape[0], 1, 1)  # B x C x K
         with torch.no_grad():
             for _ in range(self.stages):
                 z = F.softmax(x.transpose(1, 2) @ mu, dim=2)  # B x N x K responsibilities
                 mu = _l2_normalize(x @ (z / (1e-6 + z.sum(dim=1, keepdim=True))), dim=1)
-        x = F.relu((mu @ z.transpose(1, 2)).view(b, c, h, w))
+        x = F.relu((mu @ z.transpose(1, 2)).view_as(identity))  # sizes from the tensor, none baked in
         if self.training:
             with torch.no_grad():
                 self.mu.mul_(self.momentum).add_(mu.mean(dim=0, keepdim=True), alpha=1.0 - self.momentum)

@@ -1,0 +1,109 @@
+"""Export at any batch and size (#20): the library's exporters and plain ``torch.onnx.export``, each
+traced once per family from a batch-1 example, then run at batches 1-3 and at a size not traced."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from mfnet_zoo import create_model, export
+from mfnet_zoo.export import LogitsOnly, export_onnx, export_program
+
+from .conftest import TINY, TINY_IDS, randomize_bn_stats
+
+TRACED = (64, 64)
+# batches 1-3 at the traced size, then one not traced (odd, not square)
+SHAPES = [(1, 3, *TRACED), (2, 3, *TRACED), (3, 3, *TRACED), (2, 3, 97, 131)]
+AXES = {0: "batch", 2: "height", 3: "width"}
+
+
+def _tiny(name: str, kwargs: dict, **overrides) -> torch.nn.Module:
+    torch.manual_seed(0)  # module-scoped fixtures run outside the autouse seed
+    model = create_model(name, num_classes=3, **{**kwargs, **overrides}).eval()
+    randomize_bn_stats(model)
+    return model
+
+
+def _session(path):
+    ort = pytest.importorskip("onnxruntime")
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _worst_onnx_error(session, model: torch.nn.Module) -> float:
+    worst = 0.0
+    for shape in SHAPES:
+        x = torch.randn(shape)
+        out = session.run(["logits"], {"images": x.numpy()})[0]
+        with torch.no_grad():
+            expected = model(x).logits.numpy()
+        assert out.shape == expected.shape == (shape[0], 3, *shape[2:])
+        worst = max(worst, float(np.abs(out - expected).max()))
+    return worst
+
+
+@pytest.fixture(scope="module", params=TINY, ids=TINY_IDS)
+def model(request) -> torch.nn.Module:
+    name, kwargs = request.param
+    return _tiny(name, kwargs)
+
+
+@pytest.fixture(scope="module")
+def library_onnx(model, tmp_path_factory):
+    pytest.importorskip("onnxscript")
+    return _session(export_onnx(model, tmp_path_factory.mktemp("library") / "m.onnx", TRACED, batch_size=1))
+
+
+@pytest.fixture(scope="module")
+def plain_onnx(model, tmp_path_factory):
+    # as users write it; in torch 2.14 that is the torch.export-based path (dynamo=True is the default),
+    # turning dynamic_axes into Dim.DYNAMIC and tracing size-obliviously
+    pytest.importorskip("onnxscript")
+    path = tmp_path_factory.mktemp("plain") / "m.onnx"
+    with warnings.catch_warnings():  # "'dynamic_axes' is not recommended when dynamo=True": users see it, we know
+        warnings.filterwarnings("ignore", message=".*'dynamic_axes' is not recommended")
+        torch.onnx.export(LogitsOnly(model).eval(), (torch.randn(1, 3, *TRACED),), str(path), input_names=["images"],
+                          output_names=["logits"], dynamic_axes={"images": AXES, "logits": AXES})
+    return _session(path)
+
+
+@pytest.mark.slow
+def test_library_onnx_from_batch_1_runs_at_any_batch_and_size(model, library_onnx):
+    assert _worst_onnx_error(library_onnx, model) < 1e-4
+
+
+@pytest.mark.slow
+def test_plain_torch_onnx_export_from_batch_1_runs_at_any_batch_and_size(model, plain_onnx):
+    assert _worst_onnx_error(plain_onnx, model) < 1e-4
+
+
+@pytest.mark.parametrize("name,kwargs", TINY, ids=TINY_IDS)
+def test_torch_export_program_round_trip(tmp_path, name, kwargs):
+    # resnet18: test_resnet's "same"-padded pooling puts math.ceil in the graph, which .pt2 cannot serialise
+    model = _tiny(name, kwargs, encoder="resnet18")
+    export_program(model, tmp_path / "m.pt2", TRACED, batch_size=1)
+    program = torch.export.load(tmp_path / "m.pt2")
+    for shape in SHAPES:
+        x = torch.randn(shape)
+        torch.testing.assert_close(program.module()(x), model(x).logits, rtol=1e-4, atol=1e-5)
+
+
+def test_export_refuses_old_opsets_and_bad_batches(tmp_path):
+    model = _tiny("mfnet", {"encoder": "test_resnet"})
+    with pytest.raises(ValueError, match="opset must be >= 17"):
+        export_onnx(model, tmp_path / "old.onnx", opset=13)
+    for bad in (0, 1.0):
+        with pytest.raises(ValueError, match=f"batch_size must be a positive int, got {bad!r}"):
+            export_program(model, batch_size=bad)
+        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+            export_onnx(model, tmp_path / "bad.onnx", batch_size=bad)
+    assert not (tmp_path / "old.onnx").exists() and not (tmp_path / "bad.onnx").exists()
+
+
+def test_batch_1_traces_size_obliviously_or_falls_back_to_2(monkeypatch):
+    batch, tracing = export._tracing(1)
+    with tracing:
+        assert batch == 1 and torch.fx.experimental._config.backed_size_oblivious
+    assert not torch.fx.experimental._config.backed_size_oblivious
+    assert export._tracing(3)[0] == 3
+    monkeypatch.setattr(export.importlib, "import_module", lambda name: object())  # a torch without the setting
+    assert export._tracing(1)[0] == 2
