@@ -107,6 +107,7 @@ def model_config(model: nn.Module) -> dict[str, Any]:
         "mean": list(cfg.mean),
         "std": list(cfg.std),
         "input_size": list(cfg.input_size),
+        "reparameterized": bool(getattr(model, "reparameterized", False)),
         "library_name": "mfnet_zoo",
         "library_version": __version__,
     }
@@ -145,6 +146,8 @@ def model_from_config(config: dict[str, Any]) -> nn.Module:
     model.pretrained_cfg = model.pretrained_cfg.replace(
         label_names=labels, num_classes=model.num_classes,
         **{k: tuple(config[k]) for k in ("mean", "std", "input_size") if config.get(k)})
+    if config.get("reparameterized"):  # saved folded for inference: the same structure, then its weights
+        model.reparameterize()
     return model
 
 

@@ -14,6 +14,7 @@ Y and Z:
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Literal
 
@@ -94,8 +95,11 @@ class FactorizationContext(nn.Module):
             self.Y = nn.Parameter(torch.empty(width, rank).uniform_(-1, 1) / math.sqrt(width * rank))
             self.Z = nn.Parameter(torch.empty(rank, n).uniform_(-1, 1) / math.sqrt(rank * n))
         else:
+            # drawn on the CPU (the seeded generator's device), then moved where the model is being built
+            # (a `with torch.device("meta" / "cuda")` block): the same bases everywhere
             generator = torch.Generator().manual_seed(seed)
-            self.register_buffer("bases", F.normalize(torch.rand(width, rank, generator=generator), dim=0))
+            bases = F.normalize(torch.rand(width, rank, generator=generator, device="cpu"), dim=0)
+            self.register_buffer("bases", bases.to(torch.get_default_device()))
         # the paper's `conv2` + ReLU
         self.proj = Conv2dNormActivation(width, out_channels, kernel_size=1)
 
@@ -155,7 +159,9 @@ class FactorizationContext(nn.Module):
         # float32 throughout: the multiplicative updates divide by small numbers, and fp16
         # products overflow at 2048 channels; each image is factorized at unit scale (its max),
         # so huge or tiny features neither overflow nor vanish
-        with torch.autocast(device_type=v.device.type, enabled=False):
+        no_autocast = torch.autocast(device_type=v.device.type, enabled=False) \
+            if torch.amp.is_autocast_available(v.device.type) else contextlib.nullcontext()  # e.g. meta
+        with no_autocast:
             eps = 1e-6
             scale = v.detach().float().amax(dim=(1, 2), keepdim=True).clamp_min(eps)
             v = v.float() / scale

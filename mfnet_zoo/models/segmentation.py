@@ -70,6 +70,7 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
         self.pretrained_cfg = PretrainedCfg()
         self.model_name: str | None = None  # set by the registry's builder
         self.model_args = {}
+        self.reparameterized = False  # folded for inference (recorded in config.json)
 
     @property
     def num_classes(self) -> int:
@@ -95,10 +96,13 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
         (``timm.utils.reparameterize_model``), which replaces every submodule that has ``fuse()`` by
         its result (the static factorization context) and folds timm encoders that fold (RepVGG,
         MobileOne). Outputs stay the same up to float rounding; the folded context has no
-        reconstruction pair, so training afterwards is not supported. Returns ``self``.
+        reconstruction pair, so training afterwards is not supported. ``save_pretrained`` records it in
+        config.json and ``from_pretrained`` rebuilds the folded model. Returns ``self``.
         """
         self.eval()
-        return reparameterize_model(self, inplace=True)
+        reparameterize_model(self, inplace=True)
+        self.reparameterized = True
+        return self
 
     def no_weight_decay(self) -> set[str]:
         """Full names of the parameters its blocks exclude from weight decay (timm's convention, so that
