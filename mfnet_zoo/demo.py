@@ -54,7 +54,7 @@ def run_demo(out_dir: str | Path = "runs/demo", epochs: int = DEMO_CONFIG.epochs
     metrics = history[-1]["val"]
     images, masks = next(iter(DataLoader(val_set, batch_size=8)))
     predictions = model.predict(images.contiguous(memory_format=torch.channels_last))
-    save_panels(out_dir / "predictions.png", images, masks, predictions, mean, std)
+    save_panels(out_dir / "predictions.png", images, masks, predictions, mean, std, class_names=SYNTHETIC_CLASSES)
     card_metrics = {k: round(metrics[k], 4) for k in ("mIoU", "fwIoU", "pixel_acc")}
     model.save_pretrained(out_dir / "model", model_card_kwargs={"metrics": card_metrics,
                                                                 "dataset": "mfnet_zoo synthetic shapes"})

@@ -1,6 +1,7 @@
 """Colour masks with the PASCAL VOC palette and lay out image | ground truth | prediction panels."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,18 +28,47 @@ def colorize(mask: torch.Tensor) -> torch.Tensor:
 
 
 def save_panels(path: str | Path, images: torch.Tensor, targets: torch.Tensor, predictions: torch.Tensor,
-                mean: Sequence[float], std: Sequence[float]) -> Path:
-    """One row per sample: image | ground truth | prediction, as a PNG (written atomically).
+                mean: Sequence[float], std: Sequence[float], class_names: Sequence[str] | None = None,
+                tile: int = 160) -> Path:
+    """A readable PNG, one row per sample: image | ground truth | prediction, with column titles and a
+    legend of the classes present (written atomically).
 
-    images: B x 3 x H x W normalised with ``mean``/``std``; targets, predictions: B x H x W.
+    images: B x 3 x H x W normalised with ``mean``/``std``; targets, predictions: B x H x W class
+    indices (255 = void). Tiles are drawn ``tile`` pixels high (at least 128), nearest-neighbour, so
+    small scenes stay sharp. ``class_names``: index -> name for the legend (default: the indices).
     """
-    from torchvision.io import write_png
-    from torchvision.utils import make_grid
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    if tile < 128:
+        raise ValueError(f"tile must be at least 128 pixels, got {tile}")
     mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
     rgb = ((images.float().cpu() * std_t + mean_t).clamp(0, 1) * 255).round().to(torch.uint8)
-    rows = [t for i in range(len(rgb)) for t in (rgb[i], colorize(targets[i].cpu()), colorize(predictions[i].cpu()))]
-    grid = make_grid(torch.stack(rows), nrow=3, padding=2, pad_value=255)
+    rows, dpi = len(rgb), 100
+    height, width = images.shape[-2:]
+    tile_w = tile * width / height
+    legend_h = 0.3 + 0.22 * math.ceil(max(len(class_names or []), 1) / 4)  # inches for the legend rows
+    fig, axes = plt.subplots(rows, 3, squeeze=False, dpi=dpi,
+                             figsize=(3 * tile_w / dpi + 0.3, rows * tile / dpi + 0.45 + legend_h))
+    for i in range(rows):
+        panels = (rgb[i], colorize(targets[i].cpu()), colorize(predictions[i].cpu()))
+        for j, (ax, panel) in enumerate(zip(axes[i], panels)):
+            ax.imshow(panel.permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(("image", "ground truth", "prediction")[j], fontsize=11)
+    present = sorted({int(c) for c in torch.cat([targets.flatten(), predictions.flatten()]).tolist() if c != 255})
+    palette = voc_palette()
+    handles = [Patch(facecolor=(palette[c].float() / 255).tolist(), edgecolor="black", linewidth=0.5,
+                     label=class_names[c] if class_names is not None and c < len(class_names) else str(c))
+               for c in present]
+    fig.legend(handles=handles, loc="lower center", ncol=min(4, max(len(handles), 1)), frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, legend_h / fig.get_figheight(), 1, 1))
     with atomic_path(path) as tmp:
-        write_png(grid, str(tmp))
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
     return Path(path)

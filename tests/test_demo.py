@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from PIL import Image
 
 from mfnet_zoo import from_pretrained
 from mfnet_zoo.cli import main
@@ -15,6 +16,8 @@ def test_demo_smoke_writes_every_artifact(tmp_path):
     assert set(result["metrics"]) >= {"mIoU", "fwIoU", "per_class_iou"}
     for name in ("predictions.png", "curves.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG
+    with Image.open(tmp_path / "predictions.png") as panel:  # readable: 3 tiles of >= 128 px per row, 8 rows
+        assert panel.width >= 3 * 128 and panel.height >= 8 * 128
     assert json.loads((tmp_path / "results.json").read_text())["epochs"] == 1
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "last.pt").is_file()
     model = from_pretrained(tmp_path / "model")
