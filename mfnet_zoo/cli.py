@@ -7,18 +7,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._constants import AMP_CHOICES, CONVERT_SOURCES, DATASETS
 from .version import __version__
-from ._factory import create_model, load_model
-from ._registry import list_models
-from ._sources import parse_model_source
-from .convert import SOURCES
-from .data.factory import DATASETS
-from .inference import AMP_CHOICES, resolve_device
 
 __all__ = ["main"]
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from ._registry import list_models
+
     for name in list_models(args.pattern, pretrained=args.pretrained):
         print(name)
     return 0
@@ -78,12 +75,13 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
     from torch.utils.data import DataLoader
 
-    import torch
-
+    from ._factory import create_model
     from ._pretrained import resolve_data_config
     from .data import eval_transforms, train_transforms
+    from .inference import resolve_device
     from .metrics import format_iou_table
     from .train import PRESETS, Trainer, init_distributed, seed_everything, shard_dataset
 
@@ -122,8 +120,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
+    from ._factory import load_model
     from ._pretrained import resolve_data_config
     from .data import eval_transforms
+    from .inference import resolve_device
     from .metrics import format_iou_table
     from .train import evaluate, init_distributed, shard_dataset
 
@@ -156,6 +156,8 @@ MODEL_HELP = ("a model source: a registry name (a new model, random weights), na
 
 def _inference_model(source: str, device, fold: bool):
     """The model ``source`` names, in eval mode, folded for inference (same logits, cheaper) unless ``fold`` is False."""
+    from ._factory import load_model
+
     model = load_model(source).to(device).eval()
     return model.reparameterize() if fold and hasattr(model, "reparameterize") else model
 
@@ -168,6 +170,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import resolve_device
     from .predict import predict_files
 
     device = resolve_device(args.device)
@@ -198,7 +201,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from ._factory import load_model
+    from ._sources import parse_model_source
     from .benchmark import benchmark, benchmark_training, format_benchmark
+    from .inference import resolve_device
 
     for source in args.models:  # fail on a typo before building anything
         parse_model_source(source)
@@ -306,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert a checkpoint of the paper's code (or EMANet's) to an mfnet_zoo folder")
     p.add_argument("src", help="the source checkpoint (.pth/.pth.tar), read with torch.load(weights_only=True)")
     p.add_argument("dst", help="output folder (save_pretrained layout)")
-    p.add_argument("--from", dest="source", required=True, choices=SOURCES)
+    p.add_argument("--from", dest="source", required=True, choices=CONVERT_SOURCES)
     p.add_argument("--num-classes", type=int, help="check the checkpoint's class count")
     p.add_argument("--output-stride", type=int, choices=(8, 16),
                    help="the stride the source was trained at (not stored in checkpoints; default: 16 for the "
@@ -324,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # --help and --version end here, before torch is imported
+    from . import models  # noqa: F401  (the families register themselves)
+
     try:
         return args.func(args)
     except (ValueError, TypeError, OSError, NotImplementedError, FloatingPointError) as e:  # no traceback

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ._builder import load_weights
+from ._constants import CONVERT_SOURCES
 from ._factory import create_model
 from ._pretrained import PretrainedCfg
 
@@ -34,7 +35,7 @@ __all__ = ["DEFAULT_OUTPUT_STRIDE", "RULES", "SOURCES", "convert_checkpoint", "l
            "map_state_dict"]
 
 Source = Literal["paper-mfnet", "paper-deeplab", "paper-emanet", "emanet"]
-SOURCES: tuple[str, ...] = ("paper-mfnet", "paper-deeplab", "paper-emanet", "emanet")
+SOURCES: tuple[str, ...] = CONVERT_SOURCES
 # where training scripts put the weights: the paper's Saver ("state_dict"), EMANet's train.py ("net")
 WRAPPER_KEYS = ("state_dict", "model", "net")
 

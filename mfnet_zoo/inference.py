@@ -12,9 +12,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ._constants import AMP_CHOICES
+
 __all__ = ["AMP_CHOICES", "autocast", "infer_probabilities", "probabilities_to_classes", "resolve_device"]
 
-AMP_CHOICES = ("none", "bf16", "fp16")
 
 
 def resolve_device(name: str | torch.device, rank: int = 0) -> torch.device:

@@ -18,7 +18,7 @@ from torch import nn
 
 from ._registry import get_model_family, is_model
 
-__all__ = ["ParamKind", "ParamRule", "param_kind", "param_groups"]
+__all__ = ["ParamRule", "param_kind", "param_groups"]
 
 ParamKind = Literal["conv_weight", "norm_weight", "bias", "other"]
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)

@@ -151,3 +151,16 @@ def test_the_model_loss_and_engine_know_the_context_protocol_only():
     engine = (PACKAGE / "train.py").read_text() + (PACKAGE / "optim.py").read_text()
     for needle in ("FactorizationContext", "EMAUnit", "ASPP", '"Y"', '"Z"', "hasattr(model.context"):
         assert needle not in engine, f"the engine names {needle}"
+
+
+def test_the_facade_is_lazy_and_complete():
+    import subprocess
+    import sys
+
+    code = ("import sys, mfnet_zoo; assert 'torch' not in sys.modules and 'timm' not in sys.modules; "
+            "from mfnet_zoo.cli import build_parser; build_parser(); assert 'torch' not in sys.modules; "
+            "mfnet_zoo.list_models(); assert 'timm' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    lazy = {name for names in mfnet_zoo._LAZY.values() for name in names}
+    assert set(mfnet_zoo.__all__) == lazy | {"__version__", "from_pretrained", "reparameterize_model"}
+    assert all(getattr(mfnet_zoo, name) is not None for name in mfnet_zoo.__all__)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from .._constants import DATASETS
 from .folder import FolderDataset
 from .synthetic import SyntheticShapes
 from .voc import VOC_CLASSES, VOCAugSegmentation, VOCSegmentation
 
 __all__ = ["DATASETS", "build_dataset"]
 
-DATASETS = ("synthetic", "folder", "voc", "voc-aug")
 
 
 def build_dataset(name: str, split: str, transforms: Callable | None = None, *, root: str | Path | None = None,

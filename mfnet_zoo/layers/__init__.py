@@ -9,7 +9,6 @@ from .factorization import FactorizationContext, FoldedFactorizationContext
 __all__ = [
     "ASPP",
     "CONTEXT_STATES",
-    "ContextState",
     "ClassifierDecoder",
     "DeepLabV3PlusDecoder",
     "EMAContext",

@@ -20,7 +20,7 @@ from typing import Literal, NamedTuple, get_args
 import torch
 from torch import nn
 
-__all__ = ["CONTEXT_STATES", "ContextState", "Reconstruction", "check_context_state", "get_context_state",
+__all__ = ["CONTEXT_STATES", "Reconstruction", "check_context_state", "get_context_state",
            "provides_reconstruction", "set_context_state"]
 
 ContextState = Literal["on", "off", "pair-only"]
