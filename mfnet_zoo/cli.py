@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .version import __version__
 from ._factory import create_model, load_model
-from ._registry import list_models
+from ._registry import default_encoder_weights, list_models
 from ._sources import parse_model_source
 from .convert import SOURCES
 from .data.factory import DATASETS
@@ -77,6 +77,13 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def _encoder_weights(args: argparse.Namespace) -> str | bool | None:
+    """--encoder-weights: a timm tag, 'none' (a random encoder), or by default the encoder's ImageNet weights."""
+    if args.encoder_weights is None:
+        return default_encoder_weights(args.model, args.encoder)
+    return None if args.encoder_weights.lower() == "none" else args.encoder_weights
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
@@ -97,7 +104,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     val_set, classes = _dataset(args, "val", None)
     model_kwargs = {"encoder": args.encoder} if args.encoder else {}
     model = create_model(args.model, num_classes=args.num_classes or len(classes),
-                         encoder_weights=args.encoder_weights, output_stride=args.output_stride, **model_kwargs)
+                         encoder_weights=_encoder_weights(args), output_stride=args.output_stride, **model_kwargs)
     data_cfg = resolve_data_config(model)  # normalise as the (encoder's) pretrained weights expect
     train_set, _ = _dataset(args, "train", train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip,
                                                             mean=data_cfg["mean"], std=data_cfg["std"]))
@@ -240,7 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="registered model name, e.g. mfnet_r50")
     p.add_argument("--preset", choices=("default", "paper"), default="default")
     p.add_argument("--encoder", help="timm encoder for the generic families (mfnet, deeplabv3plus, emanet)")
-    p.add_argument("--encoder-weights", help="timm pretrained tag for the encoder, e.g. tv_in1k")
+    p.add_argument("--encoder-weights", metavar="TAG|none",
+                   help="timm pretrained tag for the encoder (e.g. tv_in1k), or none for a random encoder; default: "
+                        "ImageNet weights from the Hub (the paper models' tv_in1k tag, timm's default tag for "
+                        "--encoder X)")
     p.add_argument("--num-classes", type=int, help="default: the dataset's")
     p.add_argument("--output-stride", type=int, default=16)
     p.add_argument("--epochs", type=int)

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 import mfnet_zoo
 from mfnet_zoo import create_model, from_pretrained, register_pretrained_cfgs, resolve_data_config
 from mfnet_zoo import _registry
+from mfnet_zoo.cli import main
 from mfnet_zoo._pretrained import PretrainedCfg, encoder_only_cfg
 from mfnet_zoo.hub import read_safetensors
 
@@ -81,6 +82,34 @@ def test_encoder_weights_come_through_timm_and_the_hub_cache(hub, tmp_path, monk
     again = create_model("mfnet", encoder="test_resnet", encoder_weights="r160_in1k")  # from the cache
     assert hub.requests == []
     assert all(torch.equal(v, served[k]) for k, v in again.encoder.model.state_dict().items())
+
+
+TRAIN_TINY = ["train", "mfnet", "--encoder", "test_resnet", "--data", "synthetic", "--synthetic-size", "8",
+              "--image-size", "32", "--crop-size", "32", "--epochs", "1", "--batch-size", "4", "--no-progress"]
+
+
+def test_cli_train_starts_from_the_encoders_pretrained_weights(hub, tmp_path):
+    served = serve_timm_weights(hub, tmp_path, "test_resnet.r160_in1k")  # timm's default tag of test_resnet
+    out = tmp_path / "run"
+    assert main(TRAIN_TINY + ["--lr", "0", "--out", str(out)]) == 0  # lr 0: the weights stay as loaded
+    assert ("GET", "/timm/test_resnet.r160_in1k/resolve/main/model.safetensors") in hub.requests
+    checkpoint = torch.load(out / "last.pt", weights_only=True)
+    encoder = {k[len("encoder.model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("encoder.")}
+    learned = [k for k in encoder if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert len(learned) > 20 and all(torch.equal(encoder[k], served[k]) for k in learned)
+
+
+def test_cli_train_without_the_hub_says_so_and_names_both_ways_out(hub, tmp_path, monkeypatch, capsys):
+    offline(monkeypatch)  # and nothing cached
+    assert main(TRAIN_TINY + ["--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert ("pretrained weights of timm encoder 'test_resnet' (Hub repo 'timm/test_resnet.r160_in1k') are not in "
+            "the local Hugging Face cache and the Hub cannot be reached") in error
+    assert "into the Hugging Face cache" in error and "HF_HUB_CACHE" in error and "--encoder-weights none" in error
+    assert hub.requests == [] and not (tmp_path / "run" / "last.pt").exists()
+    # a random encoder, as create_model's default: no Hub at all
+    assert main(TRAIN_TINY + ["--encoder-weights", "none", "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    assert create_model("mfnet", encoder="test_resnet") is not None and hub.requests == []
 
 
 def test_encoder_only_tag_warns_that_the_head_is_new(hub, tmp_path, temporary_tags):

@@ -144,9 +144,9 @@ def test_amp_fp16_needs_cuda():
 
 def test_cli_train_then_eval(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "mfnet", "--encoder", "test_resnet", "--data", "synthetic", "--synthetic-size", "16",
-                 "--image-size", "32", "--crop-size", "32", "--epochs", "1", "--batch-size", "4",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert main(["train", "mfnet", "--encoder", "test_resnet", "--encoder-weights", "none", "--data", "synthetic",
+                 "--synthetic-size", "16", "--image-size", "32", "--crop-size", "32", "--epochs", "1", "--batch-size",
+                 "4", "--out", str(out), "--no-progress"]) == 0
     assert "| **mIoU** |" in capsys.readouterr().out
     assert main(["eval", str(out / "last.pt"), "--data", "synthetic", "--synthetic-size", "16", "--image-size",
                  "32", "--json", "--no-progress"]) == 0
@@ -157,8 +157,9 @@ def test_cli_train_then_eval(tmp_path, capsys):
 
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["train", "mfnet", "--encoder", "test_resnet", "--data", "synthetic", "--synthetic-size", "8",
-            "--image-size", "32", "--crop-size", "32", "--batch-size", "4", "--out", str(out), "--no-progress"]
+    base = ["train", "mfnet", "--encoder", "test_resnet", "--encoder-weights", "none", "--data", "synthetic",
+            "--synthetic-size", "8", "--image-size", "32", "--crop-size", "32", "--batch-size", "4", "--out", str(out),
+            "--no-progress"]
     assert main(base + ["--epochs", "1"]) == 0
     good = (out / "last.pt").read_bytes()
     assert main(base + ["--epochs", "1", "--lr", "1e30"]) == 2
