@@ -142,6 +142,15 @@ def test_train_transforms_pad_with_ignore_and_scale():
     torch.manual_seed(0)
     scaled = RandomScale((2.0, 2.0))(image, mask)
     assert scaled[0].shape == (3, 40, 60) and set(scaled[1].unique().tolist()) == {1}
+    # the encoder's interpolation for the image (bicubic: another image than bilinear), masks still nearest
+    labels = tv_tensors.Mask(torch.randint(0, 3, (20, 30)))
+    bicubic = RandomScale((1.5, 1.5), interpolation="bicubic")(image, labels)
+    assert not torch.equal(bicubic[0], RandomScale((1.5, 1.5))(image, labels)[0])
+    assert set(bicubic[1].unique().tolist()) == {0, 1, 2}
+    x, y = train_transforms(16, None, False, interpolation="bicubic")(image, labels)
+    assert x.shape == (3, 16, 16) and set(y.unique().tolist()) <= {0, 1, 2}
+    with pytest.raises(ValueError, match="interpolation must be one of .*'bicubic'.*got 'cubic'"):
+        train_transforms(16, interpolation="cubic")
     with pytest.raises(ValueError, match="scale_range"):
         RandomScale((0.0, 1.0))
     x, y = eval_transforms()(image, mask)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import timm
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from timm.data import resolve_model_data_config
 from timm.models import get_pretrained_cfg, split_model_name_tag
 import torch
 from torch import nn
@@ -57,6 +58,10 @@ class TimmEncoder(nn.Module):
             through ``create_model(..., encoder_kwargs={"multi_grid_first_dilation": "previous"})``.
         **timm_kwargs: passed to ``timm.create_model`` (drop_path_rate, ...).
 
+    ``data_config``: the mean, std and interpolation the encoder's weights expect, from timm's
+    pretrained config of ``name`` (its tag, or the architecture's default tag), resolved by
+    ``timm.data.resolve_model_data_config``; the same whether or not the weights are loaded.
+
     forward(x: B x in_chans x H x W) -> (B x low_level_channels x H/4 x W/4,
     B x out_channels x H/os x W/os), sizes rounded up as the encoder's convs do.
     """
@@ -89,6 +94,9 @@ class TimmEncoder(nn.Module):
             raise ValueError(f"timm cannot build {name!r} with features_only=True and "
                              f"output_stride={output_stride}: {e}") from e
         self.name = name
+        data = resolve_model_data_config(self.model)
+        self.data_config = {"mean": tuple(data["mean"]), "std": tuple(data["std"]),
+                            "interpolation": data["interpolation"]}
         self.in_chans = in_chans
         reductions = self.model.feature_info.reduction()
         channels = self.model.feature_info.channels()
