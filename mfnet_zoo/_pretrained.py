@@ -7,7 +7,7 @@ from typing import Any
 
 from ._constants import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["PretrainedCfg", "encoder_only_cfg", "resolve_data_config", "DATA_FIELDS", "DEFAULT_INTERPOLATION"]
+__all__ = ["DATA_FIELDS", "DEFAULT_INTERPOLATION", "PretrainedCfg", "encoder_only_cfg", "resolve_data_config"]
 
 # what a model's input pipeline needs from its config; None in a PretrainedCfg: the encoder's (see below)
 DATA_FIELDS = ("mean", "std", "interpolation")

@@ -156,7 +156,7 @@ def test_cli_train_then_eval(tmp_path, capsys):
 
 
 def test_cli_train_and_eval_normalise_as_the_model_says(tmp_path, monkeypatch, capsys):
-    import mfnet_zoo.data as data
+    from mfnet_zoo import data
 
     seen = []
     for name in ("train_transforms", "eval_transforms"):  # record what the CLI builds its pipelines with

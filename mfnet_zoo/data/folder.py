@@ -10,7 +10,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-__all__ = ["FolderDataset", "load_image", "load_mask", "load_pair", "exif_orientation", "apply_orientation"]
+__all__ = ["FolderDataset", "apply_orientation", "exif_orientation", "load_image", "load_mask", "load_pair"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 upright; 2-8 mirrored and/or rotated as stored
