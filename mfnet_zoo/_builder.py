@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from . import hub
-from ._pretrained import PretrainedCfg
+from ._pretrained import PretrainedCfg, resolve_data_config
 from ._registry import model_entrypoint, split_model_name_tag
 from ._sources import RUN_CHECKPOINTS, ModelSource, parse_model_source
 from .version import __version__
@@ -99,14 +99,16 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     """What ``config.json`` holds: the registry name and every constructor argument, plus data settings."""
     cfg: PretrainedCfg = model.pretrained_cfg
     labels = cfg.label_names if cfg.label_names and len(cfg.label_names) == model.num_classes else None
+    data = resolve_data_config(model)
     return {
         "architecture": model.model_name,
         "model_args": {**model.model_args, "num_classes": model.num_classes},
         "num_classes": model.num_classes,
         "id2label": {str(i): name for i, name in enumerate(labels)} if labels else None,
-        "mean": list(cfg.mean),
-        "std": list(cfg.std),
-        "input_size": list(cfg.input_size),
+        "mean": list(data["mean"]),
+        "std": list(data["std"]),
+        "interpolation": data["interpolation"],
+        "input_size": list(data["input_size"]),
         "reparameterized": bool(getattr(model, "reparameterized", False)),
         "library_name": "mfnet_zoo",
         "library_version": __version__,
@@ -143,9 +145,11 @@ def model_from_config(config: dict[str, Any]) -> nn.Module:
     model = model_entrypoint(name)(pretrained=False, **config.get("model_args", {}))
     id2label = config.get("id2label")
     labels = tuple(id2label[str(i)] for i in range(len(id2label))) if id2label else None
-    model.pretrained_cfg = model.pretrained_cfg.replace(
-        label_names=labels, num_classes=model.num_classes,
-        **{k: tuple(config[k]) for k in ("mean", "std", "input_size") if config.get(k)})
+    saved = {k: tuple(config[k]) for k in ("mean", "std", "input_size") if config.get(k)}
+    if isinstance(config.get("interpolation"), str):
+        saved["interpolation"] = config["interpolation"]
+    # the saved data settings win over the encoder's (a config from before they followed the encoder: ImageNet's)
+    model.pretrained_cfg = model.pretrained_cfg.replace(label_names=labels, num_classes=model.num_classes, **saved)
     if config.get("reparameterized"):  # saved folded for inference: the same structure, then its weights
         model.reparameterize()
     return model
@@ -166,8 +170,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def checkpoint_config(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The config.json equivalent of a training checkpoint: its registry name and constructor arguments."""
-    return {"architecture": checkpoint["model_name"], "model_args": checkpoint.get("model_args") or {}}
+    """The config.json equivalent of a training checkpoint: its registry name and constructor arguments, and
+    the data settings (``data_config``: mean, std, interpolation, input size) where the checkpoint has them."""
+    data = checkpoint.get("data_config") if isinstance(checkpoint.get("data_config"), dict) else {}
+    return {"architecture": checkpoint["model_name"], "model_args": checkpoint.get("model_args") or {},
+            **{k: data[k] for k in ("mean", "std", "interpolation", "input_size") if k in data}}
 
 
 def _read_json(path: Path, source: ModelSource) -> dict[str, Any]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -11,7 +12,7 @@ from ._pretrained import PretrainedCfg
 
 __all__ = ["register_model", "register_pretrained_cfgs", "list_models", "is_model", "model_entrypoint",
            "list_pretrained_tags", "get_pretrained_cfg", "split_model_name_tag", "get_model_family", "get_test_configs",
-           "untested_reason", "unregister_model"]
+           "untested_reason", "unregister_model", "default_encoder_weights"]
 
 _model_entrypoints: dict[str, Callable] = {}
 _model_to_module: dict[str, str] = {}
@@ -118,6 +119,33 @@ def get_pretrained_cfg(model_name: str, tag: str = "") -> PretrainedCfg | None:
     cfgs = _model_pretrained_cfgs.get(name, {})
     tag = tag or name_tag or next(iter(cfgs), "")
     return cfgs.get(tag)
+
+
+def default_encoder_weights(model_name: str, encoder: str | None = None) -> str | bool:
+    """The encoder weights training starts from by default (``mfnet-zoo train`` without ``--encoder-weights``).
+
+    - a model with a registered encoder-weights tag (the paper's ``mfnet_r50`` ...): that tag's timm
+      weights, ``"resnet50.tv_in1k"``;
+    - a generic family given an ``encoder``: True, timm's default pretrained tag of that encoder;
+    - a generic family on its default encoder: the encoder-weights tag registered for that encoder in
+      the family (``mfnet`` -> ``mfnet_r50.tv_in1k`` -> ``"resnet50.tv_in1k"``), else True.
+
+    As a value of ``create_model(..., encoder_weights=...)``.
+    """
+    model_entrypoint(model_name)  # unknown names: ValueError with close matches
+    name = split_model_name_tag(model_name)[0]
+    parameter = inspect.signature(_model_entrypoints[name]).parameters.get("encoder")
+    if parameter is None:  # a fixed-encoder variant: its own (default or named) tag
+        cfg = get_pretrained_cfg(model_name)
+        return cfg.encoder_weights if cfg is not None and cfg.encoder_weights else True
+    if encoder is not None or not isinstance(parameter.default, str):
+        return True
+    family = _model_family[name]
+    for member in [name] + sorted(n for n, f in _model_family.items() if f == family and n != name):
+        for cfg in _model_pretrained_cfgs.get(member, {}).values():
+            if cfg.encoder_weights and split_model_name_tag(cfg.encoder_weights)[0] == parameter.default:
+                return cfg.encoder_weights
+    return True
 
 
 def is_model(model_name: str) -> bool:

@@ -74,6 +74,15 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def _encoder_weights(args: argparse.Namespace) -> str | bool | None:
+    """--encoder-weights: a timm tag, 'none' (a random encoder), or by default the encoder's ImageNet weights."""
+    from ._registry import default_encoder_weights
+
+    if args.encoder_weights is None:
+        return default_encoder_weights(args.model, args.encoder)
+    return None if args.encoder_weights.lower() == "none" else args.encoder_weights
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
@@ -94,11 +103,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     generator = seed_everything(cfg.seed)
     val_set, classes = _dataset(args, "val", None)
     model_kwargs = {"encoder": args.encoder} if args.encoder else {}
+    overlay = {k: v for k, v in (("mean", args.mean), ("std", args.std)) if v is not None}
+    for key, value in overlay.items():
+        if len(value) != 3 or (key == "std" and min(value) <= 0):
+            rule = "3 comma-separated numbers > 0" if key == "std" else "3 comma-separated numbers"
+            raise ValueError(f"--{key} takes {rule} (one per RGB channel), got {','.join(map(str, value))}")
     model = create_model(args.model, num_classes=args.num_classes or len(classes),
-                         encoder_weights=args.encoder_weights, output_stride=args.output_stride, **model_kwargs)
-    data_cfg = resolve_data_config(model)  # normalise as the (encoder's) pretrained weights expect
+                         encoder_weights=_encoder_weights(args), output_stride=args.output_stride,
+                         pretrained_cfg_overlay=overlay or None, **model_kwargs)
+    data_cfg = resolve_data_config(model)  # normalise as the encoder's pretrained weights expect
     train_set, _ = _dataset(args, "train", train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip,
-                                                            mean=data_cfg["mean"], std=data_cfg["std"]))
+                                                            mean=data_cfg["mean"], std=data_cfg["std"],
+                                                            interpolation=data_cfg["interpolation"]))
     val_set.transforms = eval_transforms(mean=data_cfg["mean"], std=data_cfg["std"])
     rank, world = init_distributed()
     device = resolve_device(args.device, rank)
@@ -155,7 +171,8 @@ MODEL_HELP = ("a model source: a registry name (a new model, random weights), na
 
 
 def _inference_model(source: str, device, fold: bool):
-    """The model ``source`` names, in eval mode, folded for inference (same logits, cheaper) unless ``fold`` is False."""
+    """The model ``source`` names, in eval mode, folded for inference (same logits, cheaper) unless ``fold``
+    is False."""
     from ._factory import load_model
 
     model = load_model(source).to(device).eval()
@@ -247,7 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="registered model name, e.g. mfnet_r50")
     p.add_argument("--preset", choices=("default", "paper"), default="default")
     p.add_argument("--encoder", help="timm encoder for the generic families (mfnet, deeplabv3plus, emanet)")
-    p.add_argument("--encoder-weights", help="timm pretrained tag for the encoder, e.g. tv_in1k")
+    p.add_argument("--encoder-weights", metavar="TAG|none",
+                   help="timm pretrained tag for the encoder (e.g. tv_in1k), or none for a random encoder; default: "
+                        "ImageNet weights from the Hub (the paper models' tv_in1k tag, timm's default tag for "
+                        "--encoder X)")
+    p.add_argument("--mean", type=_floats, help="normalisation mean, e.g. 0.5,0.5,0.5 (default: the encoder's)")
+    p.add_argument("--std", type=_floats, help="normalisation std (default: the encoder's)")
     p.add_argument("--num-classes", type=int, help="default: the dataset's")
     p.add_argument("--output-stride", type=int, default=16)
     p.add_argument("--epochs", type=int)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ._builder import load_weights
-from ._constants import CONVERT_SOURCES
+from ._constants import CONVERT_SOURCES, IMAGENET_MEAN, IMAGENET_STD
 from ._factory import create_model
 from ._pretrained import PretrainedCfg
 
@@ -246,7 +246,9 @@ def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_cla
                          f"without num_classes and re-head with mfnet_zoo.from_pretrained(dst, num_classes=...)")
     model = create_model(name, num_classes=found, output_stride=output_stride, **kwargs)
     load_weights(model, mapped, strict=True, source=f"{str(src)!r} ({source}, mapped keys)")
-    # not the registry tag's ImageNet-encoder config: no dataset or license claims in the model card
-    model.pretrained_cfg = PretrainedCfg(num_classes=found, source=f"{source} checkpoint {Path(src).name}")
+    # not the registry tag's ImageNet-encoder config: no dataset or license claims in the model card; the
+    # normalisation is ImageNet's, as the paper's dataloaders (EMANet's release: see docs/convert.md)
+    model.pretrained_cfg = PretrainedCfg(num_classes=found, source=f"{source} checkpoint {Path(src).name}",
+                                         mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bilinear")
     model.save_pretrained(dst)
     return Path(dst)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from ._factory import create_model
 from ._atomic import atomic_path
+from ._constants import IMAGENET_MEAN, IMAGENET_STD
 from ._pretrained import resolve_data_config
 from .data import SYNTHETIC_CLASSES, SyntheticShapes, eval_transforms, train_transforms
 from .train import PRESETS, Trainer, seed_everything
@@ -38,11 +39,15 @@ def run_demo(out_dir: str | Path = "runs/demo", epochs: int = DEMO_CONFIG.epochs
     cfg = DEMO_CONFIG.replace(epochs=epochs, crop_size=image_size, seed=seed)
     generator = seed_everything(cfg.seed)
     stride = 8
+    # offline and from scratch, so no pretrained statistics to match: ImageNet's mean/std (the figures in the
+    # README were measured with them) given as an override, saved with the model like any other
     model = create_model("mfnet", encoder="test_resnet", num_classes=len(SYNTHETIC_CLASSES), output_stride=stride,
-                         base_size=(image_size // stride, image_size // stride), decoder_channels=64)
+                         base_size=(image_size // stride, image_size // stride), decoder_channels=64,
+                         pretrained_cfg_overlay=dict(mean=IMAGENET_MEAN, std=IMAGENET_STD))
     data_cfg = resolve_data_config(model)
     mean, std = data_cfg["mean"], data_cfg["std"]
-    augment = train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip, mean=mean, std=std)
+    augment = train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip, mean=mean, std=std,
+                               interpolation=data_cfg["interpolation"])
     train_set = SyntheticShapes(train_size, image_size, seed=seed, transforms=augment)
     val_set = SyntheticShapes(val_size, image_size, seed=seed + 1, transforms=eval_transforms(mean=mean, std=std))
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator)

@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from ._constants import AMP_CHOICES
+from ._pretrained import resolve_data_config
 
 __all__ = ["AMP_CHOICES", "autocast", "infer_probabilities", "probabilities_to_classes", "resolve_device"]
 
+IMAGE_INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # what timm's pretrained configs use, and nearest
 
 
 def resolve_device(name: str | torch.device, rank: int = 0) -> torch.device:
@@ -60,21 +62,27 @@ def _window_logits(model: torch.nn.Module, x: torch.Tensor, window: int | None, 
 
 @torch.no_grad()
 def infer_probabilities(model: torch.nn.Module, images: torch.Tensor, scales: Sequence[float] = (1.0,),
-                        flip: bool = False, window: int | None = None, overlap: float = 1 / 3) -> torch.Tensor:
+                        flip: bool = False, window: int | None = None, overlap: float = 1 / 3,
+                        interpolation: str | None = None) -> torch.Tensor:
     """Class probabilities B x K x H x W (sigmoid for one class), averaged over scales and flips.
 
-    images: B x C x H x W, normalised. Each scale resizes the input (bilinear), runs the model on
-    the whole image or in ``window``-sized tiles overlapping by ``overlap``, and resizes the
-    logits back to H x W before the softmax.
+    images: B x C x H x W, normalised. Each scale resizes the input (``interpolation``: 'bilinear',
+    'bicubic' or 'nearest'; default the model's, see :func:`mfnet_zoo.resolve_data_config`), runs
+    the model on the whole image or in ``window``-sized tiles overlapping by ``overlap``, and
+    resizes the logits back to H x W (bilinear) before the softmax.
     """
     if not scales or any(s <= 0 for s in scales):
         raise ValueError(f"scales must be positive, got {scales!r}")
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
+    mode = interpolation or resolve_data_config(model)["interpolation"]
+    if mode not in IMAGE_INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {IMAGE_INTERPOLATIONS}, got {mode!r}")
     h, w = images.shape[-2:]
     total = None
     for scale in scales:
-        x = images if scale == 1 else F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
+        x = images if scale == 1 else F.interpolate(images, scale_factor=scale, mode=mode,
+                                                    **({} if mode == "nearest" else {"align_corners": False}))
         views = [(x, False), (x.flip(-1), True)] if flip else [(x, False)]
         for view, flipped in views:
             logits = _window_logits(model, view, window, overlap)

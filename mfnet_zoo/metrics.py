@@ -15,7 +15,9 @@ class SegmentationMetrics:
     ``update`` is a bincount on the tensors' device with no host sync; ``compute`` reads it once.
     Pixels labelled ``ignore_index`` (or outside [0, num_classes)) are not counted. A class that
     appears neither in the ground truth nor in the predictions has no IoU (None in
-    ``per_class_iou``) and is left out of the means, as in the paper's code (np.nanmean).
+    ``per_class_iou``) and is left out of the means, as in the paper's code (np.nanmean). With no
+    counted pixel at all (an empty matrix) every summary is NaN: mIoU, fwIoU, pixel and mean
+    accuracy alike, never a 0.0 that reads as a result.
     """
 
     def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str | None = None) -> None:
@@ -58,7 +60,7 @@ class SegmentationMetrics:
         seen = gt_pixels > 0
         return {
             "mIoU": iou[present].mean().item() if present.any() else float("nan"),
-            "fwIoU": (frequency[seen] * iou[seen]).sum().item(),
+            "fwIoU": (frequency[seen] * iou[seen]).sum().item() if seen.any() else float("nan"),
             "pixel_acc": (true_positive.sum() / total).item() if total > 0 else float("nan"),
             "mean_acc": (true_positive[seen] / gt_pixels[seen]).mean().item() if seen.any() else float("nan"),
             "per_class_iou": [v if p else None for v, p in zip(iou.tolist(), present.tolist())],

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ._atomic import atomic_path
 from ._builder import checkpoint_config, load_weights, model_from_config, read_checkpoint
+from ._pretrained import resolve_data_config
 from .inference import autocast, infer_probabilities, probabilities_to_classes
 from .layers.context import get_context_state, set_context_state
 from .losses import SegmentationLoss
@@ -327,6 +328,7 @@ class Trainer:
         generator = getattr(self.train_loader, "generator", None)
         return {"model_name": getattr(self.model, "model_name", None),
                 "model_args": getattr(self.model, "model_args", None),
+                "data_config": resolve_data_config(self.model),  # the normalisation it was trained with
                 "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,

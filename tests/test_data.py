@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision import tv_tensors
 
 from mfnet_zoo.data import (VOC_CLASSES, FolderDataset, RandomScale, SyntheticShapes, VOCAugSegmentation,
-                            VOCSegmentation, eval_transforms, load_image, render_scene, train_transforms,
-                            write_synthetic_dataset)
+                            VOCSegmentation, apply_orientation, eval_transforms, load_image, load_mask, render_scene,
+                            train_transforms, write_synthetic_dataset)
 from mfnet_zoo.data.synthetic import _shape_mask
 
 
@@ -86,6 +86,51 @@ def test_load_image_converts_modes_and_exif(tmp_path):
     assert load_image(rotated).shape == (3, 20, 10)
 
 
+def _tagged(image: Image.Image, path, orientation: int) -> None:
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(path, exif=exif)
+
+
+def test_orientation_turns_as_pil_exif_transpose(tmp_path):
+    stored = np.arange(3 * 4, dtype=np.uint8).reshape(3, 4) * 20
+    for orientation in range(1, 9):
+        _tagged(Image.fromarray(stored), tmp_path / "o.png", orientation)
+        with Image.open(tmp_path / "o.png") as image:
+            expected = torch.from_numpy(np.asarray(ImageOps.exif_transpose(image)).copy())
+        assert torch.equal(apply_orientation(torch.from_numpy(stored), orientation), expected), orientation
+        assert torch.equal(load_image(tmp_path / "o.png")[0], expected), orientation  # predict's loader
+
+
+def test_folder_pairs_a_tagged_photo_with_its_mask(tmp_path):
+    # a "phone photo": stored 32 x 48 (landscape) with EXIF orientation 6 (shown turned 90 degrees clockwise);
+    # its mask is drawn on the stored pixels: class 1 where the photo is bright (its left third)
+    root = tmp_path / "d"
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "masks" / "train").mkdir(parents=True)
+    pixels = np.full((32, 48, 3), 30, np.uint8)
+    pixels[:, :16] = 220
+    labels = np.zeros((32, 48), np.uint8)
+    labels[:, :16] = 1
+    _tagged(Image.fromarray(pixels), root / "images" / "train" / "photo.jpg", 6)
+    Image.fromarray(labels, mode="L").save(root / "masks" / "train" / "photo.png")
+    image, mask = FolderDataset(root, "train", num_classes=2)[0]
+    assert image.shape == (3, 48, 32) and mask.shape == (48, 32)  # both upright, as predict shows the photo
+    assert torch.equal(image[0] > 128, mask == 1)  # and still aligned: bright pixels are class 1
+    assert (mask[:16] == 1).all() and (mask[16:] == 0).all()  # the left third, turned to the top
+    assert torch.equal(image, load_image(root / "images" / "train" / "photo.jpg"))
+    assert torch.equal(mask, load_mask(root / "masks" / "train" / "photo.png", orientation=6))
+    # a mask already turned upright (not in the stored grid): an error that says why
+    Image.fromarray(np.ascontiguousarray(np.rot90(labels, -1)), mode="L").save(root / "masks" / "train" / "photo.png")
+    with pytest.raises(ValueError, match=r"image is \(48, 32\) but its mask is \(32, 48\) \(after the image's EXIF "
+                                         r"orientation 6, applied to both: the mask must be in the image's stored"):
+        FolderDataset(root, "train")[0]
+    # a mask with an orientation of its own that differs from its image's: which to follow is unclear
+    _tagged(Image.fromarray(labels, mode="L"), root / "masks" / "train" / "photo.png", 3)
+    with pytest.raises(ValueError, match=r"photo.png' has EXIF orientation 3, its image .*photo.jpg' 6"):
+        FolderDataset(root, "train")[0]
+
+
 def test_train_transforms_pad_with_ignore_and_scale():
     image = tv_tensors.Image(torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8))
     mask = tv_tensors.Mask(torch.ones(20, 30, dtype=torch.int64))
@@ -97,6 +142,15 @@ def test_train_transforms_pad_with_ignore_and_scale():
     torch.manual_seed(0)
     scaled = RandomScale((2.0, 2.0))(image, mask)
     assert scaled[0].shape == (3, 40, 60) and set(scaled[1].unique().tolist()) == {1}
+    # the encoder's interpolation for the image (bicubic: another image than bilinear), masks still nearest
+    labels = tv_tensors.Mask(torch.randint(0, 3, (20, 30)))
+    bicubic = RandomScale((1.5, 1.5), interpolation="bicubic")(image, labels)
+    assert not torch.equal(bicubic[0], RandomScale((1.5, 1.5))(image, labels)[0])
+    assert set(bicubic[1].unique().tolist()) == {0, 1, 2}
+    x, y = train_transforms(16, None, False, interpolation="bicubic")(image, labels)
+    assert x.shape == (3, 16, 16) and set(y.unique().tolist()) <= {0, 1, 2}
+    with pytest.raises(ValueError, match="interpolation must be one of .*'bicubic'.*got 'cubic'"):
+        train_transforms(16, interpolation="cubic")
     with pytest.raises(ValueError, match="scale_range"):
         RandomScale((0.0, 1.0))
     x, y = eval_transforms()(image, mask)

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 import mfnet_zoo
 from mfnet_zoo import create_model, from_pretrained, register_pretrained_cfgs, resolve_data_config
 from mfnet_zoo import _registry
+from mfnet_zoo.cli import main
 from mfnet_zoo._pretrained import PretrainedCfg, encoder_only_cfg
 from mfnet_zoo.hub import read_safetensors
 
@@ -81,6 +82,35 @@ def test_encoder_weights_come_through_timm_and_the_hub_cache(hub, tmp_path, monk
     again = create_model("mfnet", encoder="test_resnet", encoder_weights="r160_in1k")  # from the cache
     assert hub.requests == []
     assert all(torch.equal(v, served[k]) for k, v in again.encoder.model.state_dict().items())
+
+
+TRAIN_TINY = ["train", "mfnet", "--encoder", "test_resnet", "--data", "synthetic", "--synthetic-size", "8",
+              "--image-size", "32", "--crop-size", "32", "--epochs", "1", "--batch-size", "4", "--no-progress"]
+
+
+def test_cli_train_starts_from_the_encoders_pretrained_weights(hub, tmp_path):
+    served = serve_timm_weights(hub, tmp_path, "test_resnet.r160_in1k")  # timm's default tag of test_resnet
+    out = tmp_path / "run"
+    assert main(TRAIN_TINY + ["--lr", "0", "--out", str(out)]) == 0  # lr 0: the weights stay as loaded
+    assert ("GET", "/timm/test_resnet.r160_in1k/resolve/main/model.safetensors") in hub.requests
+    checkpoint = torch.load(out / "last.pt", weights_only=True)
+    encoder = {k[len("encoder.model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("encoder.")}
+    learned = [k for k in encoder if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert len(learned) > 20 and all(torch.equal(encoder[k], served[k]) for k in learned)
+    assert checkpoint["data_config"]["mean"] == (0.5, 0.5, 0.5)  # the tag's normalisation, saved with the run
+
+
+def test_cli_train_without_the_hub_says_so_and_names_both_ways_out(hub, tmp_path, monkeypatch, capsys):
+    offline(monkeypatch)  # and nothing cached
+    assert main(TRAIN_TINY + ["--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert ("pretrained weights of timm encoder 'test_resnet' (Hub repo 'timm/test_resnet.r160_in1k') are not in "
+            "the local Hugging Face cache and the Hub cannot be reached") in error
+    assert "into the Hugging Face cache" in error and "HF_HUB_CACHE" in error and "--encoder-weights none" in error
+    assert hub.requests == [] and not (tmp_path / "run" / "last.pt").exists()
+    # a random encoder, as create_model's default: no Hub at all
+    assert main(TRAIN_TINY + ["--encoder-weights", "none", "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    assert create_model("mfnet", encoder="test_resnet") is not None and hub.requests == []
 
 
 def test_encoder_only_tag_warns_that_the_head_is_new(hub, tmp_path, temporary_tags):
@@ -233,13 +263,55 @@ def test_hand_assembled_models_cannot_be_saved_without_a_name(tmp_path):
 
 
 def test_resolve_data_config_and_pretrained_cfg():
-    model = tiny()
-    assert resolve_data_config(model) == {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
-                                          "input_size": (3, 513, 513)}
+    model = tiny()  # test_resnet: timm's default tag r160_in1k normalises with 0.5, not ImageNet's values
+    assert resolve_data_config(model) == {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+                                          "interpolation": "bilinear", "input_size": (3, 513, 513)}
+    # timm's own data-config functions read our pretrained_cfg as they read a timm model's
+    assert timm.data.resolve_model_data_config(model) == {
+        "input_size": (3, 513, 513), "interpolation": "bilinear", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+        "crop_pct": 0.875, "crop_mode": "center"}
+    assert model.pretrained_cfg["mean"] == model.pretrained_cfg.get("mean") == (0.5, 0.5, 0.5)
+    assert model.pretrained_cfg.get("crop_pct") is None and "mean" in model.pretrained_cfg
+    assert dict(model.pretrained_cfg)["interpolation"] == "bilinear"
+    with pytest.raises(KeyError):
+        model.pretrained_cfg["test_input_size"]
+    assert resolve_data_config(PretrainedCfg()) == {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+                                                    "interpolation": "bilinear", "input_size": (3, 513, 513)}
     cfg = mfnet_zoo.get_pretrained_cfg("mfnet_r50")
     assert cfg.tag == "tv_in1k" and cfg.encoder_weights == "resnet50.tv_in1k" and cfg.license == "bsd-3-clause"
     with pytest.raises(TypeError, match=r"unknown pretrained config field\(s\) \['fille'\]"):
         cfg.replace(fille="x")
+
+
+def test_normalisation_follows_the_encoders_timm_config():
+    # resnet18d's tags: ra2_in1k (the default) ImageNet's mean/std, ra4_e3600_r224_in1k 0.5 (as BiT's goog_in21k)
+    assert timm.models.get_pretrained_cfg("resnet18d.ra4_e3600_r224_in1k").mean == (0.5, 0.5, 0.5)
+    default = create_model("emanet", encoder="resnet18d", output_stride=32, k=8)
+    tagged = create_model("emanet", encoder="resnet18d.ra4_e3600_r224_in1k", output_stride=32, k=8)
+    assert resolve_data_config(default)["mean"] == (0.485, 0.456, 0.406)
+    assert resolve_data_config(tagged)["mean"] == resolve_data_config(tagged)["std"] == (0.5, 0.5, 0.5)
+    assert resolve_data_config(default)["interpolation"] == "bicubic"
+    assert tagged.model_args["encoder"] == "resnet18d"  # config.json stores the architecture; the data, its values
+    # BiT's ImageNet-21k tag reads the same (its config only: the model has 25M parameters)
+    assert resolve_data_config(timm.models.get_pretrained_cfg("resnetv2_50x1_bit.goog_in21k").to_dict())["mean"] \
+        == (0.5, 0.5, 0.5)
+    # a user-given mean/std wins over the encoder's
+    given = tiny(pretrained_cfg_overlay=dict(mean=(0.1, 0.2, 0.3)))
+    assert resolve_data_config(given)["mean"] == (0.1, 0.2, 0.3) and resolve_data_config(given)["std"] == (0.5,) * 3
+
+
+def test_data_config_round_trips_through_save_and_from_pretrained(tmp_path):
+    model = tiny(pretrained_cfg_overlay=dict(mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6), interpolation="bicubic"))
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["mean"], config["std"], config["interpolation"]) == ([0.1, 0.2, 0.3], [0.4, 0.5, 0.6], "bicubic")
+    assert resolve_data_config(from_pretrained(tmp_path)) == resolve_data_config(model)
+    # a config.json from before the data settings followed the encoder (ImageNet's, no interpolation): kept as saved
+    del config["interpolation"]
+    config.update(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    old = resolve_data_config(from_pretrained(tmp_path))
+    assert old["mean"] == (0.485, 0.456, 0.406) and old["interpolation"] == "bilinear"  # test_resnet's own
 
 
 def test_torch_hub_load_from_a_checkout():

@@ -39,6 +39,17 @@ def test_multi_scale_flip_is_the_mean_of_the_views():
     torch.testing.assert_close(infer_probabilities(model, x, scales=(0.5, 1.0), flip=True), torch.stack(views).mean(0))
 
 
+def test_scales_resize_the_image_with_the_models_interpolation():
+    x = torch.randn(1, 3, 64, 64)
+    bicubic = tiny(pretrained_cfg_overlay=dict(interpolation="bicubic"))
+    expected = torch.nn.functional.interpolate(bicubic(torch.nn.functional.interpolate(
+        x, scale_factor=0.75, mode="bicubic")).logits, size=(64, 64), mode="bilinear").softmax(1)
+    torch.testing.assert_close(infer_probabilities(bicubic, x, scales=(0.75,)), expected)
+    assert not torch.allclose(infer_probabilities(bicubic, x, scales=(0.75,), interpolation="bilinear"), expected)
+    with pytest.raises(ValueError, match=r"interpolation must be one of \('bilinear', 'bicubic', 'nearest'\)"):
+        infer_probabilities(bicubic, x, scales=(0.75,), interpolation="lanczos")
+
+
 def test_sliding_window_covers_every_pixel_once_averaged():
     calls = []
 

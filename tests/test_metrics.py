@@ -34,6 +34,15 @@ def test_logits_accumulation_and_reset():
     assert m.confusion.sum() == 0 and math.isnan(m.compute()["mIoU"])
 
 
+def test_an_empty_confusion_matrix_has_no_scores():
+    # nothing counted (no image, or every pixel ignored): NaN for every summary, mIoU and fwIoU alike
+    m = SegmentationMetrics(3)
+    m.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.full((1, 2, 2), 255))
+    r = m.compute()
+    assert m.confusion.sum() == 0 and r["per_class_iou"] == [None, None, None]
+    assert all(math.isnan(r[key]) for key in ("mIoU", "fwIoU", "pixel_acc", "mean_acc"))
+
+
 def test_predicted_but_absent_class_counts_as_zero():
     m = SegmentationMetrics(2)
     m.update(torch.tensor([[[0, 1]]]), torch.tensor([[[0, 0]]]))

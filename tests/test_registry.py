@@ -4,7 +4,7 @@ import torch
 
 import mfnet_zoo
 from mfnet_zoo import create_model, is_model, list_models, model_entrypoint, register_model
-from mfnet_zoo._registry import split_model_name_tag
+from mfnet_zoo._registry import default_encoder_weights, split_model_name_tag
 
 ALL_NAMES = ["deeplabv3plus", "deeplabv3plus_r101", "deeplabv3plus_r50", "emanet", "emanet_r101",
              "emanet_r50", "mfnet", "mfnet_lite", "mfnet_lite_r50", "mfnet_r101", "mfnet_r50"]
@@ -91,6 +91,18 @@ def test_pretrained_errors_and_tags():
     assert model.pretrained_cfg.encoder_weights == "resnet50.tv_in1k"
     with pytest.raises(ValueError, match="encoder_weights='resnet18.a1_in1k' are for 'resnet18'"):
         create_model("mfnet", encoder="test_resnet", encoder_weights="resnet18.a1_in1k")
+
+
+def test_training_starts_from_imagenet_encoder_weights_by_default():
+    # what `mfnet-zoo train` passes as encoder_weights without --encoder-weights
+    for name in ("mfnet_r50", "mfnet_lite_r50", "deeplabv3plus_r50", "emanet_r50", "mfnet_r50.tv_in1k"):
+        assert default_encoder_weights(name) == "resnet50.tv_in1k", name  # the registry's ImageNet tag
+    assert default_encoder_weights("emanet_r101") == "resnet101.tv_in1k"
+    for name in ("mfnet", "mfnet_lite", "deeplabv3plus", "emanet"):  # the family's tag for its default resnet50
+        assert default_encoder_weights(name) == "resnet50.tv_in1k", name
+        assert default_encoder_weights(name, encoder="convnext_tiny") is True  # timm's default tag
+    with pytest.raises(ValueError, match="unknown model 'mfnet_r5'"):
+        default_encoder_weights("mfnet_r5")
 
 
 def test_register_model_adds_a_family_in_a_few_lines():

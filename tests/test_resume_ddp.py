@@ -12,9 +12,9 @@ import torch
 
 from mfnet_zoo.train import load_checkpoint
 
-TRAIN = [sys.executable, "-m", "mfnet_zoo", "train", "mfnet", "--encoder", "test_resnet", "--data", "synthetic",
-         "--synthetic-size", "48", "--image-size", "32", "--crop-size", "32", "--epochs", "4", "--batch-size", "4",
-         "--device", "cpu", "--no-progress"]
+TRAIN = [sys.executable, "-m", "mfnet_zoo", "train", "mfnet", "--encoder", "test_resnet", "--encoder-weights", "none",
+         "--data", "synthetic", "--synthetic-size", "48", "--image-size", "32", "--crop-size", "32", "--epochs", "4",
+         "--batch-size", "4", "--device", "cpu", "--no-progress"]
 
 
 def run(args, **kwargs):

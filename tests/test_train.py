@@ -144,9 +144,9 @@ def test_amp_fp16_needs_cuda():
 
 def test_cli_train_then_eval(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "mfnet", "--encoder", "test_resnet", "--data", "synthetic", "--synthetic-size", "16",
-                 "--image-size", "32", "--crop-size", "32", "--epochs", "1", "--batch-size", "4",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert main(["train", "mfnet", "--encoder", "test_resnet", "--encoder-weights", "none", "--data", "synthetic",
+                 "--synthetic-size", "16", "--image-size", "32", "--crop-size", "32", "--epochs", "1", "--batch-size",
+                 "4", "--out", str(out), "--no-progress"]) == 0
     assert "| **mIoU** |" in capsys.readouterr().out
     assert main(["eval", str(out / "last.pt"), "--data", "synthetic", "--synthetic-size", "16", "--image-size",
                  "32", "--json", "--no-progress"]) == 0
@@ -155,10 +155,35 @@ def test_cli_train_then_eval(tmp_path, capsys):
     assert "--data voc needs --data-root" in capsys.readouterr().err
 
 
+def test_cli_train_and_eval_normalise_as_the_model_says(tmp_path, monkeypatch, capsys):
+    from mfnet_zoo import data
+
+    seen = []
+    for name in ("train_transforms", "eval_transforms"):  # record what the CLI builds its pipelines with
+        original = getattr(data, name)
+        monkeypatch.setattr(data, name, lambda *a, _f=original, _n=name, **k: seen.append((_n, k)) or _f(*a, **k))
+    out = tmp_path / "run"
+    common = ["--data", "synthetic", "--synthetic-size", "8", "--image-size", "32", "--no-progress"]
+    train = ["train", "mfnet", "--encoder", "test_resnet", "--encoder-weights", "none", "--crop-size", "32",
+             "--epochs", "1", "--batch-size", "4", "--out", str(out), *common]
+    assert main(train + ["--mean", "0.1,0.2,0.3", "--std", "0.4,0.5,0.6"]) == 0  # a user-given mean/std wins
+    given = {"mean": (0.1, 0.2, 0.3), "std": (0.4, 0.5, 0.6)}
+    assert seen == [("train_transforms", {**given, "interpolation": "bilinear"}), ("eval_transforms", given)]
+    seen.clear()
+    assert main(["eval", str(out), *common, "--json"]) == 0  # the run folder's checkpoint keeps them
+    assert seen == [("eval_transforms", given)]
+    model, _ = load_checkpoint(out / "last.pt")
+    assert model.pretrained_cfg.mean == (0.1, 0.2, 0.3) and model.pretrained_cfg.interpolation == "bilinear"
+    capsys.readouterr()
+    assert main(train + ["--std", "0.4,0,0.6"]) == 2
+    assert "--std takes 3 comma-separated numbers > 0 (one per RGB channel), got 0.4,0.0,0.6" in capsys.readouterr().err
+
+
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["train", "mfnet", "--encoder", "test_resnet", "--data", "synthetic", "--synthetic-size", "8",
-            "--image-size", "32", "--crop-size", "32", "--batch-size", "4", "--out", str(out), "--no-progress"]
+    base = ["train", "mfnet", "--encoder", "test_resnet", "--encoder-weights", "none", "--data", "synthetic",
+            "--synthetic-size", "8", "--image-size", "32", "--crop-size", "32", "--batch-size", "4", "--out", str(out),
+            "--no-progress"]
     assert main(base + ["--epochs", "1"]) == 0
     good = (out / "last.pt").read_bytes()
     assert main(base + ["--epochs", "1", "--lr", "1e30"]) == 2

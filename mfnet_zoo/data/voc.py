@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from .folder import check_pair, load_image, load_mask
+from .folder import _read_image, apply_orientation, check_pair, load_pair
 
 __all__ = ["VOC_CLASSES", "VOCSegmentation", "VOCAugSegmentation"]
 
@@ -45,8 +45,8 @@ class VOCSegmentation(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int):
-        image, mask = load_image(self.images[index]), load_mask(self.masks[index])
-        check_pair(image, mask, len(VOC_CLASSES), 255, self.images[index])
+        image, mask, orientation = load_pair(self.images[index], self.masks[index])  # as FolderDataset
+        check_pair(image, mask, len(VOC_CLASSES), 255, self.images[index], orientation)
         return self.transforms(image, mask) if self.transforms is not None else (image, mask)
 
 
@@ -96,7 +96,11 @@ class VOCAugSegmentation(Dataset):
 
     def __getitem__(self, index: int):
         image_path, mask_path, is_sbd = self._items[index]
-        image = load_image(image_path)
-        mask = _load_sbd_mask(mask_path) if is_sbd else load_mask(mask_path)
-        check_pair(image, mask, len(VOC_CLASSES), 255, image_path)
+        if is_sbd:  # the image's EXIF orientation turns its mask too, as load_pair
+            image, orientation = _read_image(image_path)
+            image = tv_tensors.Image(apply_orientation(image, orientation))
+            mask = tv_tensors.Mask(apply_orientation(_load_sbd_mask(mask_path), orientation))
+        else:
+            image, mask, orientation = load_pair(image_path, mask_path)
+        check_pair(image, mask, len(VOC_CLASSES), 255, image_path, orientation)
         return self.transforms(image, mask) if self.transforms is not None else (image, mask)

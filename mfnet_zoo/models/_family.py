@@ -87,7 +87,7 @@ def build_segmentation_model(
     model.model_args = dict(num_classes=num_classes, encoder=encoder.split(".")[0], output_stride=output_stride,
                             in_chans=in_chans, multi_grid=None if multi_grid is None else tuple(multi_grid),
                             encoder_kwargs=dict(encoder_kwargs or {}), **{**defaults, **kwargs})
-    model.pretrained_cfg = cfg
+    model.pretrained_cfg = cfg.with_data_defaults(timm_encoder.data_config)  # mean/std/interpolation: the encoder's
     if pretrained:
         load_pretrained(model, pretrained, cfg, strict=strict, check_config=check_config)
     return model

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import timm
-from timm.models import split_model_name_tag
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from timm.data import resolve_model_data_config
+from timm.models import get_pretrained_cfg, split_model_name_tag
 import torch
 from torch import nn
 
@@ -16,6 +18,23 @@ __all__ = ["TimmEncoder"]
 
 OUTPUT_STRIDES = (8, 16, 32)
 MULTI_GRID_FIRST_DILATIONS = ("grid", "previous")
+
+
+def _create(name: str, **kwargs: Any) -> nn.Module:
+    """``timm.create_model``; weights that cannot be fetched are an error naming both ways out."""
+    try:
+        return timm.create_model(name, **kwargs)
+    except (LocalEntryNotFoundError, HfHubHTTPError) as e:
+        repo = getattr(get_pretrained_cfg(name), "hf_hub_id", None) or f"timm/{name}"
+        remedy = (f"Either download them once where the Hub can be reached, into the Hugging Face cache that "
+                  f"is used here (HF_HUB_CACHE; e.g. python -c \"import timm; timm.create_model({name!r}, "
+                  f"pretrained=True)\", then HF_HUB_OFFLINE=1), or start from a random encoder: "
+                  f"encoder_weights=None (mfnet-zoo train --encoder-weights none)")
+        if isinstance(e, LocalEntryNotFoundError):  # offline, or the Hub unreachable, and not cached
+            raise FileNotFoundError(f"the pretrained weights of timm encoder {name!r} (Hub repo {repo!r}) are not "
+                                    f"in the local Hugging Face cache and the Hub cannot be reached. {remedy}") from e
+        raise FileNotFoundError(f"cannot download the pretrained weights of timm encoder {name!r} (Hub repo "
+                                f"{repo!r}): {e}. {remedy}") from e
 
 
 class TimmEncoder(nn.Module):
@@ -38,6 +57,10 @@ class TimmEncoder(nn.Module):
             (github:XiaLiPKU/EMANet): 1, 4, 8 at stride 16, 2, 8, 16 at 8 for (1, 2, 4). Pass it
             through ``create_model(..., encoder_kwargs={"multi_grid_first_dilation": "previous"})``.
         **timm_kwargs: passed to ``timm.create_model`` (drop_path_rate, ...).
+
+    ``data_config``: the mean, std and interpolation the encoder's weights expect, from timm's
+    pretrained config of ``name`` (its tag, or the architecture's default tag), resolved by
+    ``timm.data.resolve_model_data_config``; the same whether or not the weights are loaded.
 
     forward(x: B x in_chans x H x W) -> (B x low_level_channels x H/4 x W/4,
     B x out_channels x H/os x W/os), sizes rounded up as the encoder's convs do.
@@ -62,16 +85,18 @@ class TimmEncoder(nn.Module):
         kwargs = dict(timm_kwargs, pretrained=pretrained, features_only=True, in_chans=in_chans)
         try:
             # every timm model has its natural stride; only those that can dilate take output_stride
-            self.model = timm.create_model(name, **kwargs, **({} if output_stride == 32 else
-                                                               {"output_stride": output_stride}))
+            self.model = _create(name, **kwargs, **({} if output_stride == 32 else {"output_stride": output_stride}))
         except TypeError as e:
             if "output_stride" not in str(e):
                 raise
-            self.model = timm.create_model(name, **kwargs)  # e.g. a ViT: stride 16 everywhere
+            self.model = _create(name, **kwargs)  # e.g. a ViT: stride 16 everywhere
         except (RuntimeError, AssertionError) as e:
             raise ValueError(f"timm cannot build {name!r} with features_only=True and "
                              f"output_stride={output_stride}: {e}") from e
         self.name = name
+        data = resolve_model_data_config(self.model)
+        self.data_config = {"mean": tuple(data["mean"]), "std": tuple(data["std"]),
+                            "interpolation": data["interpolation"]}
         self.in_chans = in_chans
         reductions = self.model.feature_info.reduction()
         channels = self.model.feature_info.channels()

@@ -67,7 +67,8 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
         self.encoder = encoder
         self.context = context
         self.decoder = decoder
-        self.pretrained_cfg = PretrainedCfg()
+        # the encoder's mean/std/interpolation (a TimmEncoder's data_config); the registry's builder sets the rest
+        self.pretrained_cfg = PretrainedCfg().with_data_defaults(getattr(encoder, "data_config", {}))
         self.model_name: str | None = None  # set by the registry's builder
         self.model_args = {}
         self.reparameterized = False  # folded for inference (recorded in config.json)
