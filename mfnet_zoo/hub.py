@@ -7,11 +7,16 @@ A leaf: file and Hub I/O only, it builds no model (loading weights into a model 
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import torch
-from huggingface_hub import ModelCard, ModelCardData, hf_hub_download
+from huggingface_hub import ModelCard, ModelCardData, constants, hf_hub_download
 from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
                                     RepositoryNotFoundError)
 from safetensors import SafetensorError
@@ -20,7 +25,9 @@ from safetensors.torch import load_file, save_file
 from ._atomic import atomic_path
 
 __all__ = ["WEIGHTS_NAME", "CONFIG_NAME", "read_safetensors", "write_safetensors", "download_file", "model_card",
-           "refuse_pickle"]
+           "refuse_pickle", "hub_reachable", "offline_reason", "fail_fast_when_unreachable", "ways_out"]
+
+PROBE_TIMEOUT_S = 3.0
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -53,6 +60,57 @@ def write_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path, met
         save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
 
 
+@functools.lru_cache(maxsize=8)
+def _can_connect(endpoint: str, timeout: float) -> bool:
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:  # DNS failure, refused, unreachable, timed out
+        return False
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hub endpoint (``HF_ENDPOINT``) accepts a connection: one TCP connect, remembered per
+    endpoint for the process, so a machine without network learns it once and not per file."""
+    return _can_connect(constants.ENDPOINT, timeout)
+
+
+def offline_reason() -> str | None:
+    """Why downloads cannot reach the Hub: offline mode, or an endpoint that does not answer; None if they can."""
+    if constants.HF_HUB_OFFLINE:
+        return "offline mode is on (HF_HUB_OFFLINE=1)"
+    if not hub_reachable():
+        return f"the Hub at {constants.ENDPOINT} cannot be reached (no connection within {PROBE_TIMEOUT_S:.0f} s)"
+    return None
+
+
+@contextlib.contextmanager
+def fail_fast_when_unreachable() -> Iterator[str | None]:
+    """Downloads inside use the local cache only when the Hub cannot be reached (checked once), so that
+    a file that is not cached fails at once, not after huggingface_hub's minutes of retries. Yields
+    :func:`offline_reason`."""
+    reason = offline_reason()
+    if reason is None or constants.HF_HUB_OFFLINE:
+        yield reason
+        return
+    constants.HF_HUB_OFFLINE = True  # read by huggingface_hub at each call: cached files only
+    try:
+        yield reason
+    finally:
+        constants.HF_HUB_OFFLINE = False
+
+
+def ways_out(what: str) -> str:
+    """The ways to go on without the Hub, for an error about ``what`` could not be downloaded."""
+    return (f"Ways out: download {what} once where the Hub can be reached, into the Hugging Face cache used here "
+            f"(HF_HOME / HF_HUB_CACHE), then set HF_HUB_OFFLINE=1; or do without them (pretrained=False, "
+            f"encoder_weights=None; mfnet-zoo train --encoder-weights none); or give the weights yourself "
+            f"(create_model(name, pretrained='path/to/{WEIGHTS_NAME}') or "
+            f"pretrained_cfg_overlay=dict(file='path/to/{WEIGHTS_NAME}'))")
+
+
 def download_file(repo_id: str, filename: str = WEIGHTS_NAME, revision: str | None = None, *, missing_ok: bool = False,
                   **hf_kwargs: Any) -> str | None:
     """``hf_hub_download`` with errors that say what is missing and how to provide it.
@@ -60,23 +118,22 @@ def download_file(repo_id: str, filename: str = WEIGHTS_NAME, revision: str | No
     ``missing_ok``: None when the repo exists but has no ``filename`` (an optional file such as config.json).
     """
     refuse_pickle(filename)
-    hint = (f"Without network, use the cache (HF_HUB_OFFLINE=1 after one download) or give the weights yourself: "
-            f"create_model(name, pretrained='path/to/{WEIGHTS_NAME}') or "
-            f"pretrained_cfg_overlay=dict(file='path/to/{WEIGHTS_NAME}')")
-    try:
-        return hf_hub_download(repo_id, filename, revision=revision, **hf_kwargs)
-    except LocalEntryNotFoundError as e:  # offline, or the Hub unreachable, and not cached
-        raise FileNotFoundError(f"{filename!r} of Hub repo {repo_id!r} is not in the local cache and the Hub "
-                                f"cannot be reached. {hint}") from e
-    except RepositoryNotFoundError as e:
-        raise FileNotFoundError(f"Hub repo {repo_id!r} does not exist (or is private). {hint}") from e
-    except EntryNotFoundError as e:
-        if missing_ok:
-            return None
-        raise FileNotFoundError(f"Hub repo {repo_id!r} has no {filename!r} (mfnet_zoo loads only safetensors "
-                                f"weights). {hint}") from e
-    except (HfHubHTTPError, OSError) as e:
-        raise FileNotFoundError(f"cannot download {filename!r} from Hub repo {repo_id!r}: {e}. {hint}") from e
+    hint = ways_out(f"{filename!r} of {repo_id!r}")
+    with fail_fast_when_unreachable() as reason:
+        try:
+            return hf_hub_download(repo_id, filename, revision=revision, **hf_kwargs)
+        except LocalEntryNotFoundError as e:  # offline, or the Hub unreachable, and not cached
+            raise FileNotFoundError(f"{filename!r} of Hub repo {repo_id!r} is not in the local cache, and "
+                                    f"{reason or 'the Hub cannot be reached'}. {hint}") from e
+        except RepositoryNotFoundError as e:
+            raise FileNotFoundError(f"Hub repo {repo_id!r} does not exist (or is private). {hint}") from e
+        except EntryNotFoundError as e:
+            if missing_ok:
+                return None
+            raise FileNotFoundError(f"Hub repo {repo_id!r} has no {filename!r} (mfnet_zoo loads only safetensors "
+                                    f"weights). {hint}") from e
+        except (HfHubHTTPError, OSError) as e:
+            raise FileNotFoundError(f"cannot download {filename!r} from Hub repo {repo_id!r}: {e}. {hint}") from e
 
 
 CARD_TEMPLATE = """---

@@ -49,3 +49,30 @@ def test_benchmark_headline_in_readme_is_generated():
     block = re.search(r"<!-- benchmarks:start -->(.*)<!-- benchmarks:end -->", readme, re.S)
     assert block and "mfnet_r50 folded / deeplabv3plus_r50" in block.group(1)
     assert block.group(1).strip() in (ROOT / "docs" / "benchmarks.md").read_text()
+
+
+NO_NETWORK = """
+import socket
+_connect = socket.socket.connect
+def _loopback_only(self, address):  # the network is cut: only this machine answers
+    if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1", "localhost"):
+        raise OSError(f"network access blocked in this test: {address}")
+    return _connect(self, address)
+socket.socket.connect = _loopback_only
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", ["README.md", "docs/index.md"])
+def test_python_snippets_run_as_written_without_network(page, tmp_path):
+    """Every ```python block of the page, in order, in a fresh interpreter with the network cut."""
+    import subprocess
+    import sys
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.S)
+    assert blocks, page
+    script = tmp_path / "snippets.py"
+    script.write_text(NO_NETWORK + "\n".join(blocks))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path,
+                            env={**__import__("os").environ, "HF_HUB_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]

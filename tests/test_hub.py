@@ -105,7 +105,7 @@ def test_cli_train_without_the_hub_says_so_and_names_both_ways_out(hub, tmp_path
     assert main(TRAIN_TINY + ["--out", str(tmp_path / "run")]) == 2
     error = capsys.readouterr().err
     assert ("pretrained weights of timm encoder 'test_resnet' (Hub repo 'timm/test_resnet.r160_in1k') are not in "
-            "the local Hugging Face cache and the Hub cannot be reached") in error
+            "the local Hugging Face cache, and offline mode is on (HF_HUB_OFFLINE=1)") in error
     assert "into the Hugging Face cache" in error and "HF_HUB_CACHE" in error and "--encoder-weights none" in error
     assert hub.requests == [] and not (tmp_path / "run" / "last.pt").exists()
     # a random encoder, as create_model's default: no Hub at all
@@ -319,3 +319,30 @@ def test_torch_hub_load_from_a_checkout():
     assert isinstance(model, mfnet_zoo.SegmentationModel) and model.num_classes == 2
     paper = torch.hub.load(str(REPO_ROOT), "emanet_r50", source="local")
     assert sum(p.numel() for p in paper.parameters()) == 34_657_621
+
+
+@pytest.mark.parametrize("what", ["ours", "timm encoder"])
+def test_unreachable_hub_fails_at_once_with_one_clear_error(what, tmp_path, monkeypatch):
+    """No network (here: an endpoint that refuses connections) and nothing cached: one error naming the
+    weights, the repo, the cause and the ways out, raised after one connection attempt, not minutes of retries."""
+    import time
+
+    from mfnet_zoo import hub as mfnet_hub
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError) as error:
+        if what == "ours":
+            mfnet_hub.download_file("org/model", "model.safetensors")
+        else:
+            create_model("mfnet", encoder="test_resnet", encoder_weights=True)
+    assert time.perf_counter() - start < 10
+    message = str(error.value)
+    assert "the Hub at http://127.0.0.1:9 cannot be reached" in message and "not in the local" in message
+    assert "HF_HUB_OFFLINE=1" in message and "pretrained=False" in message and "--encoder-weights none" in message
+    assert ("org/model" if what == "ours" else "timm/test_resnet.r160_in1k") in message
+    assert error.value.__cause__ is not None  # the original exception, chained
+    assert constants.HF_HUB_OFFLINE is False  # the guard put offline mode back

@@ -12,6 +12,7 @@ from timm.models import get_pretrained_cfg, split_model_name_tag
 import torch
 from torch import nn
 
+from .. import hub
 from .._checks import check_positive_int
 
 __all__ = ["TimmEncoder"]
@@ -21,20 +22,18 @@ MULTI_GRID_FIRST_DILATIONS = ("grid", "previous")
 
 
 def _create(name: str, **kwargs: Any) -> nn.Module:
-    """``timm.create_model``; weights that cannot be fetched are an error naming both ways out."""
-    try:
-        return timm.create_model(name, **kwargs)
-    except (LocalEntryNotFoundError, HfHubHTTPError) as e:
-        repo = getattr(get_pretrained_cfg(name), "hf_hub_id", None) or f"timm/{name}"
-        remedy = (f"Either download them once where the Hub can be reached, into the Hugging Face cache that "
-                  f"is used here (HF_HUB_CACHE; e.g. python -c \"import timm; timm.create_model({name!r}, "
-                  f"pretrained=True)\", then HF_HUB_OFFLINE=1), or start from a random encoder: "
-                  f"encoder_weights=None (mfnet-zoo train --encoder-weights none)")
-        if isinstance(e, LocalEntryNotFoundError):  # offline, or the Hub unreachable, and not cached
-            raise FileNotFoundError(f"the pretrained weights of timm encoder {name!r} (Hub repo {repo!r}) are not "
-                                    f"in the local Hugging Face cache and the Hub cannot be reached. {remedy}") from e
-        raise FileNotFoundError(f"cannot download the pretrained weights of timm encoder {name!r} (Hub repo "
-                                f"{repo!r}): {e}. {remedy}") from e
+    """``timm.create_model``; weights that cannot be fetched are one error naming them, the cause and the ways
+    out, at once when the Hub cannot be reached (no minutes of retries)."""
+    with hub.fail_fast_when_unreachable() as reason:
+        try:
+            return timm.create_model(name, **kwargs)
+        except (LocalEntryNotFoundError, HfHubHTTPError) as e:
+            repo = getattr(get_pretrained_cfg(name), "hf_hub_id", None) or f"timm/{name}"
+            what = f"the pretrained weights of timm encoder {name!r} (Hub repo {repo!r})"
+            if isinstance(e, LocalEntryNotFoundError):  # offline, or the Hub unreachable, and not cached
+                raise FileNotFoundError(f"{what} are not in the local Hugging Face cache, and "
+                                        f"{reason or 'the Hub cannot be reached'}. {hub.ways_out('them')}") from e
+            raise FileNotFoundError(f"cannot download {what}: {e}. {hub.ways_out('them')}") from e
 
 
 class TimmEncoder(nn.Module):
