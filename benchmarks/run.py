@@ -102,6 +102,30 @@ def verdict(ratios: list[float]) -> str:
     return f"is mixed or neutral ({text})"
 
 
+def plot_models(table: dict[str, dict], path: Path, title: str) -> Path:
+    """Latency against MACs, one labelled point per model, its area proportional to the parameters (a PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    for name, r in table.items():
+        ax.scatter(r["macs"] / 1e9, r["median_ms"], s=r["parameters"] / 1e5, alpha=0.6,
+                   color="tab:orange" if name.startswith(("smp", "torchvision")) else "tab:blue")
+        ax.annotate(name, (r["macs"] / 1e9, r["median_ms"]), fontsize=8, xytext=(5, 4), textcoords="offset points")
+    ax.set_xlabel("GMACs per image")
+    ax.set_ylabel("median latency, ms (CPU, batch 1)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
 def _by_name(results: list[dict]) -> dict[str, dict]:
     return {r["model"]: r for r in results}
 
@@ -160,6 +184,7 @@ def main() -> None:
         "", f"## Whole models at {base[0]} x {base[1]}", "",
         f"Inference: eval mode, {runs} rounds. Training step: forward, `SegmentationLoss`, backward and SGD "
         f"on a batch of 2, {max(2, runs // 2)} rounds (folding is for inference only, so it has no row).", "",
+        "![latency against MACs, point area ~ parameters](img/benchmarks.png)", "",
         "| model | params | GMACs | median ms | min ms | peak MB | vs our DeepLabV3+ | vs smp DeepLabV3+ "
         "| train step ms | train peak MB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -229,6 +254,9 @@ def main() -> None:
     ]
     lines += ["", "## Headline (also in README.md)", "", *headline, ""]
     out = Path(args.out)
+    plot_models(main_table, out.parent / "img" / "benchmarks.png",
+                f"Whole models at {base[0]} x {base[1]} ({smp_base[0]} for smp), random weights; "
+                "point area ~ parameters")
     with atomic_path(out) as tmp:
         tmp.write_text(with_gpu_block("\n".join(lines) + "\n", out.read_text() if out.is_file() else ""))
     readme = ROOT / "README.md"

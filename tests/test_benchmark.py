@@ -154,3 +154,14 @@ def test_gpu_script_smoke_on_cpu(tmp_path):
                 "mfnet_r50 training >= 1.25x", "no compiled runs", "train img/s at 32 x 64"):
         assert row in text  # the compiled path is tested on blocks above (aot_eager) and in test_toolchain
     assert (tmp_path / "gpu.json").is_file()
+
+
+def test_run_py_plots_latency_against_macs(tmp_path):
+    _, run = _scripts()
+    table = {"a": {"macs": 2e9, "median_ms": 10.0, "parameters": 1_000_000},
+             "smp DeepLabV3Plus r50 OS16": {"macs": 4e9, "median_ms": 30.0, "parameters": 3_000_000}}
+    path = run.plot_models(table, tmp_path / "img" / "benchmarks.png", "title")
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.size == (800, 500)
