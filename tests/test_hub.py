@@ -208,6 +208,8 @@ def test_push_to_hub_uploads_weights_config_and_card(monkeypatch, hub):
     card = hub.files[("me/my-mfnet", "README.md")].decode()
     assert card.startswith("---\n") and "library_name: mfnet_zoo" in card and "- synthetic-shapes" in card
     assert "| mIoU | 0.7021 |" in card and 'from_pretrained("me/my-mfnet")' in card
+    results = {r.metric_type: r.metric_value for r in huggingface_hub.ModelCard(card).data.eval_results}
+    assert results == {"mean_iou": 0.7021, "frequency_weighted_iou": 0.9025}  # model-index, as the Hub reads it
     x = torch.randn(1, 3, 40, 40)
     torch.testing.assert_close(from_pretrained("me/my-mfnet").eval()(x).logits, model(x).logits, rtol=0, atol=0)
 
