@@ -114,7 +114,8 @@ def test_whole_model_weights_from_the_hub_then_offline(hub, tmp_path, monkeypatc
     temporary_tags({"mfnet.tiny_hub": PretrainedCfg(hf_hub_id="org/mfnet-tiny", num_classes=3)})
     offline(monkeypatch)
     hub.requests.clear()
-    cached = create_model("mfnet.tiny_hub", encoder="test_resnet", num_classes=3, pretrained=True).eval()
+    cached = create_model("mfnet.tiny_hub", encoder="test_resnet", pretrained=True).eval()  # the tag's 3 classes
+    assert cached.num_classes == 3
     torch.testing.assert_close(cached(x).logits, expected, rtol=0, atol=0)
     assert hub.requests == []  # offline: the cache only
 
