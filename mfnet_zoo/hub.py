@@ -111,7 +111,8 @@ CARD_TEMPLATE = """---
 {% for name, value in training.items() %}- {{ name }}: {{ value }}
 {% endfor %}{% endif %}{% if run_config %}
 <details>
-<summary>The run's resolved configuration (<code>run.json</code>: rerun with <code>mfnet-zoo train --config run.json</code>)</summary>
+<summary>The run's resolved configuration (<code>run.json</code>; rerun: <code>mfnet-zoo train --config run.json</code>)
+</summary>
 
 ```json
 {{ run_config }}

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import types
 import typing
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -264,11 +265,17 @@ def _replace_folder(new: Path, folder: Path) -> None:
 
 def write_model_folder(folder: str | Path, model: nn.Module, *, record: dict[str, Any] | None,
                        history: Sequence[dict[str, Any]], run: dict[str, Any],
-                       class_names: Sequence[str] | None = None, repo_id: str | None = None) -> Path:
+                       class_names: Sequence[str] | None = None, repo_id: str | None = None) -> Path | None:
     """``save_pretrained`` of ``model`` as it is now (model.safetensors, config.json with the label names,
     README.md: the card of :func:`card_kwargs`) plus ``run.json``, written beside ``folder`` and moved in
-    whole."""
+    whole. A model that cannot be saved so (not built by ``create_model``: config.json could not name
+    it) gets a warning and no folder (None)."""
     folder = Path(folder)
+    if not getattr(model, "model_name", None) or not hasattr(model, "save_pretrained"):
+        warnings.warn(f"{str(folder)!r} not written: save_pretrained needs a model built by create_model (its "
+                      f"registry name and arguments go into config.json); the checkpoints hold the weights",
+                      UserWarning, stacklevel=2)
+        return None
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     umask = os.umask(0)

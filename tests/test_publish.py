@@ -9,7 +9,7 @@ import torch
 from huggingface_hub import ModelCard, constants
 from torch.utils.data import DataLoader
 
-from mfnet_zoo import PretrainedCfg, create_model, load_model, register_pretrained_cfgs
+from mfnet_zoo import PretrainedCfg, SegmentationModel, create_model, load_model, register_pretrained_cfgs
 from mfnet_zoo import _registry
 from mfnet_zoo.cli import main, parse_args
 from mfnet_zoo.data import SYNTHETIC_CLASSES, SyntheticShapes, train_transforms, write_synthetic_dataset
@@ -208,3 +208,13 @@ def test_a_run_without_validation_keeps_the_last_epoch(tmp_path):
     record = read_run_file(tmp_path)
     assert dataclass_from_dict(TrainConfig, record["train_config"]) == cfg  # tuples and ParamRules come back
     assert record["model"]["model_args"]["decoder_channels"] == 32 and not list(tmp_path.glob(".model.*"))
+
+
+def test_a_hand_assembled_model_trains_without_a_model_folder(tmp_path):
+    parts = create_model("mfnet", encoder="test_resnet", num_classes=6, decoder_channels=32, base_size=(2, 2))
+    model = SegmentationModel(parts.encoder, parts.context, parts.decoder)  # no registry name: no config.json
+    loader = DataLoader(SyntheticShapes(4, 32, transforms=train_transforms(32, None, True)), batch_size=4)
+    with pytest.warns(UserWarning, match="model' not written: save_pretrained needs a model built by create_model"):
+        Trainer(model, loader, None, TrainConfig(epochs=1, batch_size=4, crop_size=32), tmp_path, progress=False).fit()
+    assert (tmp_path / "last.pt").is_file() and (tmp_path / "run.json").is_file()
+    assert not (tmp_path / "model").exists() and not list(tmp_path.glob(".model.*"))
