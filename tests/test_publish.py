@@ -38,7 +38,7 @@ def _point_at(patch, server, cache: Path) -> None:
 def run(tmp_path_factory):
     """One tiny run through the CLI on a folder dataset written here; shared by the tests of this module."""
     root = tmp_path_factory.mktemp("publish")
-    data = write_synthetic_dataset(root / "data", {"train": 16, "val": 8}, size=32)
+    data = write_synthetic_dataset(root / "data", {"train": 8, "val": 4}, size=32)
     out = root / "run"
     assert main(TRAIN + ["--data", "folder", "--data-root", str(data), "--out", str(out)]) == 0
     return {"root": root, "data": data, "out": out}
