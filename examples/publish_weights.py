@@ -6,6 +6,9 @@ before publishing it.
 
     python examples/publish_weights.py --out my-mfnet                      # local dry run
     python examples/publish_weights.py --out my-mfnet --repo-id me/my-mfnet  # uploads (needs HF_TOKEN)
+
+For a model trained with `mfnet-zoo train`, the run already holds such a folder (`OUT/model/`,
+its card stating the run's metrics): `mfnet-zoo push OUT me/my-mfnet` publishes it.
 """
 import argparse
 from pathlib import Path

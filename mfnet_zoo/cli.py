@@ -92,14 +92,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .data import eval_transforms, train_transforms
     from .inference import resolve_device
     from .metrics import format_iou_table
+    from .publish import check_push, data_record, rerun_config
     from .train import PRESETS, Trainer, init_distributed, seed_everything, shard_dataset
 
+    if not args.model:
+        raise ValueError("train needs a model name (e.g. mfnet_r50) or --config run.json (a run to rerun)")
+    if args.push_to_hub:  # a bad repo id or a missing token fails now, not after the training
+        check_push(args.push_to_hub)
     overrides = (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
                  ("crop_size", args.crop_size), ("amp", args.amp), ("seed", args.seed))
     changes = {k: v for k, v in overrides if v is not None}
     if args.channels_last:
         changes["channels_last"] = True
-    cfg = PRESETS[args.preset].replace(**changes)
+    cfg = rerun_config(args.config, args.preset, PRESETS[args.preset]).replace(**changes)
     generator = seed_everything(cfg.seed)
     val_set, classes = _dataset(args, "val", None)
     model_kwargs = {"encoder": args.encoder} if args.encoder else {}
@@ -108,8 +113,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if len(value) != 3 or (key == "std" and min(value) <= 0):
             rule = "3 comma-separated numbers > 0" if key == "std" else "3 comma-separated numbers"
             raise ValueError(f"--{key} takes {rule} (one per RGB channel), got {','.join(map(str, value))}")
+    encoder_weights = _encoder_weights(args)  # resolved: what run.json records is what was loaded
     model = create_model(args.model, num_classes=args.num_classes or len(classes),
-                         encoder_weights=_encoder_weights(args), output_stride=args.output_stride,
+                         encoder_weights=encoder_weights, output_stride=args.output_stride,
                          pretrained_cfg_overlay=overlay or None, **model_kwargs)
     data_cfg = resolve_data_config(model)  # normalise as the encoder's pretrained weights expect
     train_set, _ = _dataset(args, "train", train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip,
@@ -125,12 +131,51 @@ def _cmd_train(args: argparse.Namespace) -> int:
                               persistent_workers=args.workers > 0)
     val_loader = DataLoader(shard_dataset(val_set, rank, world), batch_size=1 if args.data in ("voc", "voc-aug")
                             else cfg.batch_size, num_workers=args.workers)
+    run_config = {"command": "mfnet-zoo train", "argv": args.argv, "args": _recorded_args(args),
+                  "preset": args.preset, "model": {"encoder_weights": encoder_weights or "none"},
+                  "data": data_record(args.data, root=args.data_root, sbd_root=args.sbd_root, classes=classes,
+                                      train_images=len(train_set), eval_images=len(val_set),
+                                      image_size=args.image_size if args.data == "synthetic" else None)}
     history = Trainer(model, train_loader, val_loader, cfg, args.out, device=device, class_names=classes,
-                      progress=not args.no_progress, resume=args.resume).fit()
+                      progress=not args.no_progress, resume=args.resume, run_config=run_config).fit()
     if rank == 0:
         print(format_iou_table(classes, history[-1]["val"]))
-        print(f"checkpoints, metrics.jsonl and curves.png in {args.out}/")
+        print(f"checkpoints, metrics.jsonl, curves.png, run.json and model/ (the best epoch, with its card) "
+              f"in {args.out}/")
+        if args.push_to_hub:
+            return _push(args.out, args.push_to_hub, after_training=True)
     return 0
+
+
+def _recorded_args(args: argparse.Namespace) -> dict:
+    """The train command's options as resolved (paths absolute), for run.json."""
+    recorded = {k: v for k, v in vars(args).items() if k not in ("func", "command", "argv")}
+    for key in ("data_root", "sbd_root"):
+        if recorded.get(key):
+            recorded[key] = str(Path(recorded[key]).resolve())
+    return recorded
+
+
+def _push(src: str, repo_id: str, *, after_training: bool = False, **kwargs) -> int:
+    from .publish import push
+
+    try:
+        result = push(src, repo_id, **kwargs)
+    except (ValueError, OSError) as e:
+        if not after_training:
+            raise
+        print(f"mfnet-zoo: error: the training finished ({src}/) but the push failed: {e}. Retry with "
+              f"mfnet-zoo push {src} {repo_id}", file=sys.stderr)
+        return 2
+    print(f"pushed {', '.join(result['files'])} to {result['url']}")
+    print(f"commit {result['commit_url']}; load it with mfnet_zoo.load_model(\"hf-hub:{repo_id}"
+          f"{'' if result['revision'] == 'main' else '@' + result['revision']}\")")
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    return _push(args.src, args.repo_id, private=True if args.private else None, revision=args.revision,
+                 commit_message=args.commit_message, token=args.token)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -246,7 +291,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
+    """The ``mfnet-zoo`` parser; ``train_defaults`` replace the train command's defaults (``--config``)."""
     parser = argparse.ArgumentParser(prog="mfnet-zoo", description=__doc__)
     parser.add_argument("--version", action="version", version=f"mfnet-zoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -261,7 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_info)
     p = sub.add_parser("train", help="train a model with a recipe preset (paper or default)")
-    p.add_argument("model", help="registered model name, e.g. mfnet_r50")
+    p.add_argument("model", nargs="?", help="registered model name, e.g. mfnet_r50 (default: --config's)")
+    p.add_argument("--config", metavar="FILE", help="rerun the run that wrote FILE (OUT/run.json): its options "
+                                                     "are the defaults, options given here override them")
     p.add_argument("--preset", choices=("default", "paper"), default="default")
     p.add_argument("--encoder", help="timm encoder for the generic families (mfnet, deeplabv3plus, emanet)")
     p.add_argument("--encoder-weights", metavar="TAG|none",
@@ -278,8 +326,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", default="runs/train")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--push-to-hub", metavar="REPO_ID", help="push OUT/model/ to this Hub repo at the end (see push)")
     _add_data_args(p)
     p.set_defaults(func=_cmd_train)
+    if train_defaults:
+        p.set_defaults(**train_defaults)
+    p = sub.add_parser("push", help="upload a run's model/, a save_pretrained folder or a checkpoint to the Hub")
+    p.add_argument("src", help="a run folder (its model/, else best.pt / last.pt), a model folder or a .pt checkpoint")
+    p.add_argument("repo_id", help="Hub repo 'namespace/name' (created if it does not exist)")
+    p.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its own)")
+    p.add_argument("--revision", help="branch to commit to (created from main if it does not exist)")
+    p.add_argument("--commit-message")
+    p.add_argument("--token", help="Hub token with write access (default: HF_TOKEN, else the login cache)")
+    p.set_defaults(func=_cmd_push)
     p = sub.add_parser("eval", help="evaluate a model on a dataset (mIoU, fwIoU, per-class IoU)")
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--split", default="val")
@@ -351,11 +410,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # --help and --version end here, before torch is imported
-    from . import models  # noqa: F401  (the families register themselves)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; for ``train --config FILE`` parse again with FILE's options as the defaults, so that
+    only the options typed here override them. ``args.argv`` keeps what was typed."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if getattr(args, "config", None):
+        from .publish import run_file_args
 
+        args = build_parser(train_defaults=run_file_args(args.config, known=vars(args))).parse_args(argv)
+    args.argv = argv
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     try:
+        args = parse_args(argv)  # --help and --version end here, before torch is imported
+        from . import models  # noqa: F401  (the families register themselves)
+
         return args.func(args)
     except (ValueError, TypeError, OSError, NotImplementedError, FloatingPointError) as e:  # no traceback
         print(f"mfnet-zoo: error: {e}", file=sys.stderr)

@@ -17,6 +17,7 @@ from ._atomic import atomic_path
 from ._constants import IMAGENET_MEAN, IMAGENET_STD
 from ._pretrained import resolve_data_config
 from .data import SYNTHETIC_CLASSES, SyntheticShapes, eval_transforms, train_transforms
+from .publish import data_record
 from .train import PRESETS, Trainer, seed_everything
 from .visualize import save_panels
 
@@ -31,9 +32,10 @@ def run_demo(out_dir: str | Path = "runs/demo", epochs: int = DEMO_CONFIG.epochs
              val_size: int = 200, image_size: int = 64, seed: int = 0, progress: bool = True) -> dict:
     """Train ``mfnet`` (test_resnet encoder, output stride 8) on synthetic scenes; returns the val metrics.
 
-    Writes ``metrics.jsonl``, ``curves.png``, ``last.pt``/``best.pt``, ``predictions.png``
-    (image | ground truth | prediction), ``results.json`` and ``model/`` (``save_pretrained``:
-    loadable with ``mfnet_zoo.from_pretrained``) into ``out_dir``.
+    Writes ``metrics.jsonl``, ``curves.png``, ``last.pt``/``best.pt``, ``run.json``, ``predictions.png``
+    (image | ground truth | prediction), ``results.json`` and ``model/`` (the best epoch's weights with
+    their card, written by the engine as for ``mfnet-zoo train``: loadable with
+    ``mfnet_zoo.from_pretrained``, pushable with ``mfnet-zoo push``) into ``out_dir``.
     """
     start = time.perf_counter()
     cfg = DEMO_CONFIG.replace(epochs=epochs, crop_size=image_size, seed=seed)
@@ -53,16 +55,16 @@ def run_demo(out_dir: str | Path = "runs/demo", epochs: int = DEMO_CONFIG.epochs
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator)
     val_loader = DataLoader(val_set, batch_size=50)
     out_dir = Path(out_dir)
+    run_config = {"command": "mfnet-zoo demo", "preset": "demo (DEMO_CONFIG)", "model": {"encoder_weights": None},
+                  "data": data_record("synthetic", classes=SYNTHETIC_CLASSES, train_images=train_size,
+                                      eval_images=val_size, image_size=image_size, seed=seed)}
     trainer = Trainer(model, train_loader, val_loader, cfg, out_dir, class_names=list(SYNTHETIC_CLASSES),
-                      progress=progress)
+                      progress=progress, run_config=run_config)
     history = trainer.fit()
     metrics = history[-1]["val"]
     images, masks = next(iter(DataLoader(val_set, batch_size=8)))
     predictions = model.predict(images.contiguous(memory_format=torch.channels_last))
     save_panels(out_dir / "predictions.png", images, masks, predictions, mean, std, class_names=SYNTHETIC_CLASSES)
-    card_metrics = {k: round(metrics[k], 4) for k in ("mIoU", "fwIoU", "pixel_acc")}
-    model.save_pretrained(out_dir / "model", model_card_kwargs={"metrics": card_metrics,
-                                                                "dataset": "mfnet_zoo synthetic shapes"})
     result = {"model": "mfnet", "encoder": "test_resnet", "classes": list(SYNTHETIC_CLASSES), "metrics": metrics,
               "epochs": epochs, "train_images": train_size, "val_images": val_size, "image_size": image_size,
               "seconds": round(time.perf_counter() - start, 1)}

@@ -32,6 +32,7 @@ from .losses import SegmentationLoss
 from .metrics import SegmentationMetrics
 from .models.segmentation import SegmentationModel
 from .optim import ParamRule, param_groups
+from .publish import MODEL_DIR, RUN_FILE, run_record, write_json, write_model_folder
 
 __all__ = ["TrainConfig", "PRESETS", "DEFAULT_PARAM_RULES", "PAPER_PARAM_RULES", "load_checkpoint",
            "build_param_groups", "build_optimizer", "train_one_epoch", "evaluate", "Trainer", "seed_everything",
@@ -278,6 +279,11 @@ class Trainer:
     with weights_only=True). ``resume=True`` continues from ``out_dir/last.pt``: a run killed at
     any point and resumed ends with the same weights as an uninterrupted one (on the same machine).
 
+    Also ``run.json`` (the resolved configuration: ``run_config``, what the caller knows, plus the
+    model, this config and library versions) and ``model/`` (``save_pretrained`` of the best epoch's
+    weights, the last epoch's without a validation set, with a card stating their evaluation),
+    rewritten whenever the best checkpoint improves (:mod:`mfnet_zoo.publish`).
+
     Under torch.distributed (``torchrun``) the model is wrapped in DistributedDataParallel (with
     SyncBatchNorm on CUDA), the train loader should use a ``DistributedSampler`` (its epoch is set here),
     metrics are summed over processes, and only rank 0 writes files.
@@ -286,8 +292,9 @@ class Trainer:
     def __init__(self, model: SegmentationModel, train_loader: DataLoader, val_loader: DataLoader | None,
                  cfg: TrainConfig, out_dir: str | Path, *, device: torch.device | str = "cpu",
                  criterion: SegmentationLoss | None = None, class_names: Sequence[str] | None = None,
-                 progress: bool = True, resume: bool = False) -> None:
+                 progress: bool = True, resume: bool = False, run_config: dict[str, Any] | None = None) -> None:
         self.model, self.cfg = model, cfg
+        self.run_config = dict(run_config or {})
         self.train_loader, self.val_loader = train_loader, val_loader
         self.device = torch.device(device)
         self.out_dir = Path(out_dir)
@@ -333,7 +340,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "epoch": epoch, "best_miou": self.best_miou, "history": self.history,
-                "config": dataclasses.asdict(self.cfg),
+                "config": dataclasses.asdict(self.cfg), "class_names": self.class_names,
                 "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
                         "loader": generator.get_state() if generator is not None else None}}
@@ -378,7 +385,12 @@ class Trainer:
                 raise OSError(f"cannot write to the output folder {str(self.out_dir)!r}: {e}") from e
             with atomic_path(log) as tmp:  # the epochs a resumed run keeps
                 tmp.write_text("".join(json.dumps(record) + "\n" for record in self.history))
+            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+            world = torch.distributed.get_world_size() if distributed else 1
+            self.run = run_record(self.model, self.cfg, self.run_config, device=self.device, world_size=world)
+            write_json(self.out_dir / RUN_FILE, self.run)
         for epoch in range(self.start_epoch, cfg.epochs):
+            epoch_start = time.perf_counter()
             if self.context_state is not None:  # blocks without the switch have nothing to warm up
                 set_context_state(self.model.context, "off" if epoch < cfg.context_warmup_epochs else
                                   self.context_state)
@@ -394,6 +406,7 @@ class Trainer:
             if self.val_loader is not None:
                 record["val"] = evaluate(self.model, self.val_loader, self.model.num_classes, device=self.device,
                                          amp=cfg.amp, channels_last=cfg.channels_last, progress=self.progress)
+            record["seconds"] = time.perf_counter() - epoch_start  # training and evaluation
             self.history.append(record)
             miou = record.get("val", {}).get("mIoU", -1.0)
             improved = miou > self.best_miou
@@ -405,5 +418,8 @@ class Trainer:
                 self._save("last.pt", state)
                 if improved:
                     self._save("best.pt", state)
+                if improved or self.val_loader is None:  # the weights kept, with the evaluation of exactly them
+                    write_model_folder(self.out_dir / MODEL_DIR, self.model, record=record, history=self.history,
+                                       run=self.run, class_names=self.class_names)
                 _write_curves(self.out_dir / "curves.png", self.history)
         return self.history

@@ -26,8 +26,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                                                                  "_factory")),
     ("models and families", ("models", "losses")),
     ("inference", ("inference",)),
-    ("engine, predict, export, benchmark, demo, convert", ("optim", "train", "predict", "export", "benchmark",
-                                                         "profiling", "demo", "convert")),
+    ("engine, predict, export, benchmark, demo, convert, publish", ("optim", "publish", "train", "predict", "export",
+                                                                  "benchmark", "profiling", "demo", "convert")),
     ("command line", ("cli", "__main__")),
 ]
 

@@ -1,8 +1,6 @@
 """Weights: Hub downloads through huggingface_hub's real code against a local server, cache and
 offline use, save/from_pretrained/push_to_hub, model cards, safetensors-only loading, torch.hub."""
 import json
-import shutil
-import types
 from pathlib import Path
 
 import huggingface_hub
@@ -146,7 +144,8 @@ def test_whole_model_weights_from_the_hub_then_offline(hub, tmp_path, monkeypatc
     temporary_tags({"mfnet.tiny_hub": PretrainedCfg(hf_hub_id="org/mfnet-tiny", num_classes=3)})
     offline(monkeypatch)
     hub.requests.clear()
-    cached = create_model("mfnet.tiny_hub", encoder="test_resnet", num_classes=3, pretrained=True).eval()
+    cached = create_model("mfnet.tiny_hub", encoder="test_resnet", pretrained=True).eval()  # the tag's 3 classes
+    assert cached.num_classes == 3
     torch.testing.assert_close(cached(x).logits, expected, rtol=0, atol=0)
     assert hub.requests == []  # offline: the cache only
 
@@ -227,31 +226,21 @@ def test_save_from_pretrained_round_trip_every_family(tmp_path, name, kwargs):
         assert from_pretrained(tmp_path, num_classes=2).num_classes == 2
 
 
-def test_push_to_hub_uploads_weights_config_and_card(tmp_path, monkeypatch, hub):
-    uploaded = tmp_path / "uploaded"
-    calls = {}
-
-    def create_repo(self, repo_id, *, private=None, exist_ok=False, **kwargs):
-        calls["create_repo"] = dict(repo_id=repo_id, private=private, exist_ok=exist_ok)
-        return types.SimpleNamespace(repo_id=repo_id)
-
-    def upload_folder(self, *, repo_id, folder_path, commit_message=None, **kwargs):
-        calls["upload_folder"] = dict(repo_id=repo_id, commit_message=commit_message)
-        shutil.copytree(folder_path, uploaded)
-        return f"{hub.url}/{repo_id}/commit/1"
-
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+def test_push_to_hub_uploads_weights_config_and_card(monkeypatch, hub):
+    # huggingface_hub's real create_repo + upload_folder (preupload, commit) against the local stand-in
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
     model = tiny()
     model.push_to_hub("me/my-mfnet", private=True, commit_message="first weights",
                       model_card_kwargs={"metrics": {"mIoU": 0.7021, "fwIoU": 0.9025}, "dataset": "synthetic-shapes"})
-    assert calls["create_repo"]["repo_id"] == "me/my-mfnet" and calls["create_repo"]["private"] is True
-    assert calls["upload_folder"]["commit_message"] == "first weights"
-    assert sorted(p.name for p in uploaded.iterdir()) == ["README.md", "config.json", "model.safetensors"]
-    card = (uploaded / "README.md").read_text()
+    assert hub.repos["me/my-mfnet"] == {"private": True}
+    assert [c["summary"] for c in hub.commits] == ["first weights"]
+    assert hub.commits[0]["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert ("POST", "/api/models/me/my-mfnet/preupload/main") in hub.requests
+    card = hub.files[("me/my-mfnet", "README.md")].decode()
     assert card.startswith("---\n") and "library_name: mfnet_zoo" in card and "- synthetic-shapes" in card
     assert "| mIoU | 0.7021 |" in card and 'from_pretrained("me/my-mfnet")' in card
-    hub.add_folder("me/my-mfnet", uploaded)
+    results = {r.metric_type: r.metric_value for r in huggingface_hub.ModelCard(card).data.eval_results}
+    assert results == {"mean_iou": 0.7021, "frequency_weighted_iou": 0.9025}  # model-index, as the Hub reads it
     x = torch.randn(1, 3, 40, 40)
     torch.testing.assert_close(from_pretrained("me/my-mfnet").eval()(x).logits, model(x).logits, rtol=0, atol=0)
 

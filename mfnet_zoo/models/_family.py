@@ -37,7 +37,7 @@ def build_segmentation_model(
     pretrained: bool | str = False,
     *,
     encoder: str,
-    num_classes: int = 21,
+    num_classes: int | None = None,
     encoder_weights: bool | str | None = None,
     output_stride: int = 16,
     in_chans: int = 3,
@@ -54,17 +54,20 @@ def build_segmentation_model(
     ``pretrained``: False, True (the tag's weights; ``pretrained_tag`` or the default tag),
     ``"hf-hub:org/repo[@revision]"`` or a local directory / .safetensors file.
     ``encoder_weights``: None/False (random), True (timm's default pretrained tag) or a timm
-    tag such as ``"tv_in1k"``. Unknown keyword arguments raise TypeError naming the valid ones.
+    tag such as ``"tv_in1k"``. ``num_classes``: default 21, or the tag's class count when its weights
+    are loaded (timm's convention). Unknown keyword arguments raise TypeError naming the valid ones.
     """
     defaults = head_defaults(head_fn)
     unknown = sorted(set(kwargs) - set(defaults))
     if unknown:
         raise TypeError(f"{model_name}() got unexpected keyword argument(s) {unknown}; "
                         f"valid: {sorted(set(COMMON_ARGS) | set(defaults))}")
-    check_positive_int("num_classes", num_classes)
     cfg = get_pretrained_cfg(model_name, pretrained_tag) or PretrainedCfg()
     if pretrained_cfg_overlay:
         cfg = cfg.replace(**pretrained_cfg_overlay)
+    if num_classes is None:
+        num_classes = cfg.num_classes if pretrained is True and cfg.num_classes else 21
+    check_positive_int("num_classes", num_classes)
     if pretrained is True and not cfg.has_weights:
         raise ValueError(f"{model_name!r} has no pretrained weights; models with weights: "
                          f"{list_models(pretrained=True)}. For ImageNet encoder weights only, use "
