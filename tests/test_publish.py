@@ -19,7 +19,6 @@ from mfnet_zoo.train import PRESETS, TrainConfig, Trainer
 
 from .mock_hub import MockHub
 
-# after #23 (pretrained encoder weights by default) these runs need "--encoder-weights", "none"
 TRAIN = ["train", "mfnet", "--encoder", "test_resnet", "--encoder-weights", "none", "--crop-size", "32", "--epochs",
          "2", "--batch-size", "4", "--no-progress"]
 EVAL_KEYS = {"mIoU": "mean_iou", "fwIoU": "frequency_weighted_iou", "pixel_acc": "accuracy",
