@@ -2,24 +2,36 @@
 from .factory import DATASETS, build_dataset
 from .folder import FolderDataset, load_image, load_mask
 from .synthetic import SYNTHETIC_CLASSES, SyntheticShapes, render_scene, write_synthetic_dataset
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, RandomScale, eval_transforms, train_transforms
+from .transforms import (AUGMENTATIONS, EVAL_PROTOCOLS, IMAGENET_MEAN, IMAGENET_STD, FixScaleCrop, RandomGaussianBlur,
+                         RandomScale, RandomScaleCrop, build_eval_transforms, build_train_transforms, eval_transforms,
+                         paper_eval_transforms, paper_train_transforms, pil_gaussian_blur, train_transforms)
 from .voc import VOC_CLASSES, VOCAugSegmentation, VOCSegmentation
 
 __all__ = [
+    "AUGMENTATIONS",
     "DATASETS",
+    "EVAL_PROTOCOLS",
+    "FixScaleCrop",
     "FolderDataset",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "RandomGaussianBlur",
     "RandomScale",
+    "RandomScaleCrop",
     "SYNTHETIC_CLASSES",
     "SyntheticShapes",
     "VOCAugSegmentation",
     "VOCSegmentation",
     "VOC_CLASSES",
     "build_dataset",
+    "build_eval_transforms",
+    "build_train_transforms",
     "eval_transforms",
     "load_image",
     "load_mask",
+    "paper_eval_transforms",
+    "paper_train_transforms",
+    "pil_gaussian_blur",
     "render_scene",
     "train_transforms",
     "write_synthetic_dataset",
