@@ -55,7 +55,7 @@ class TrainConfig:
     param_rules: tuple[ParamRule, ...] = DEFAULT_PARAM_RULES  # lr multipliers, decay, exclusions (first match)
     context_warmup_epochs: int = 0  # context disabled before this epoch
     reconstruction_weight: float = 0.1
-    batch_average: bool = False  # the paper's code divides each loss term by the batch size
+    batch_average: bool = False  # divide each loss term by the global batch, as the paper's code (by its batch)
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
     grad_accum_steps: int = 1
@@ -143,9 +143,14 @@ def train_one_epoch(model: SegmentationModel, loader: Iterable, criterion: Segme
                     progress: bool = True, desc: str = "train") -> dict[str, float]:
     """One pass over ``loader`` of (images B x 3 x H x W, masks B x H x W); returns mean loss terms.
 
-    The scheduler steps once per optimizer step (poly decay per iteration, as the paper).
+    The scheduler steps once per optimizer step (poly decay per iteration, as the paper). Each
+    micro-batch's loss is divided by ``grad_accum_steps`` (a mean over the accumulated micro-batches;
+    DistributedDataParallel averages over processes), and a batch-averaging criterion gets the
+    global batch, B x ``grad_accum_steps`` x processes, as its divisor: with either, one update
+    equals one step on the whole batch, as the paper's code took it (its loss divided by its batch).
     """
     device = torch.device(device)
+    global_batch_factor = grad_accum_steps * _world_size()
     model.train()
     if freeze_encoder:
         getattr(model, "module", model).encoder.eval()  # DistributedDataParallel wraps the model
@@ -158,7 +163,7 @@ def train_one_epoch(model: SegmentationModel, loader: Iterable, criterion: Segme
         images, masks = _to_device(images, device, channels_last), masks.to(device, non_blocking=True)
         with autocast(device, amp):
             output = model(images)
-        terms = criterion.components(output, masks)
+        terms = criterion.components(output, masks, batch_size=images.shape[0] * global_batch_factor)
         loss = sum(terms.values())
         (scaler.scale(loss) if scaler is not None else loss).div(grad_accum_steps).backward()
         last = total is not None and i + 1 == total
@@ -253,6 +258,11 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
 def _rank() -> int:
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     return torch.distributed.get_rank() if distributed else 0
+
+
+def _world_size() -> int:
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_world_size() if distributed else 1
 
 
 def init_distributed() -> tuple[int, int]:

@@ -106,6 +106,44 @@ def test_grad_accumulation_matches_a_larger_batch():
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=n)
 
 
+def test_batch_average_with_accumulation_is_one_full_batch_step():
+    # the paper's loss (CE and MSE divided by the batch) on 4 images at once, and as 2 x 2 accumulated: the same
+    # update when the divisor is the global batch (float64, BN in eval mode, dropout off, no void pixels)
+    torch.manual_seed(0)
+    model = tiny_model(base_size=(1, 1), context_state="pair-only").double().eval()
+    clone = tiny_model(base_size=(1, 1), context_state="pair-only").double().eval()
+    clone.load_state_dict(model.state_dict())
+    x, y = torch.randn(4, 3, 32, 32, dtype=torch.float64), torch.randint(0, 6, (4, 32, 32))
+    cfg = PRESETS["paper"].replace(lr=0.5)  # its groups, momentum and weight decay
+    start = model.decoder.classifier.weight.detach().clone()
+    loss = SegmentationLoss(batch_average=True)
+    for m, batches, accum in ((model, [(x, y)], 1), (clone, [(x[:2], y[:2]), (x[2:], y[2:])], 2)):
+        m.train = lambda mode=True, m=m: m  # keep eval mode inside train_one_epoch
+        terms = train_one_epoch(m, batches, loss, build_optimizer(m, cfg), grad_accum_steps=accum, progress=False)
+        assert "reconstruction" in terms
+    for (n, p), q in zip(model.named_parameters(), clone.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14, msg=n)
+    assert not torch.equal(model.decoder.classifier.weight, start)  # an update happened at all
+
+
+def test_batch_average_divides_by_micro_batch_times_accumulation_times_processes(monkeypatch):
+    import mfnet_zoo.train as engine
+
+    seen = []
+
+    class Spy(SegmentationLoss):
+        def components(self, output, target, *, batch_size=None):
+            seen.append(batch_size)
+            return super().components(output, target, batch_size=batch_size)
+
+    monkeypatch.setattr(engine, "_world_size", lambda: 3)  # as under torchrun with 3 processes
+    model = tiny_model("emanet")
+    batches = [(torch.randn(2, 3, 32, 32), torch.randint(0, 6, (2, 32, 32)))] * 2
+    train_one_epoch(model, batches, Spy(batch_average=True), build_optimizer(model, TrainConfig()),
+                    grad_accum_steps=2, progress=False)
+    assert seen == [2 * 2 * 3] * 2
+
+
 def test_trainer_owns_warm_up_writes_logs_and_checkpoints(tmp_path):
     train, val = loaders(n=8, size=32)
     model = tiny_model(base_size=(2, 2))
