@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from ._registry import list_models
 from ._sources import parse_model_source
 from .convert import SOURCES
 from .data.factory import DATASETS
+from .data.transforms import EVAL_PROTOCOLS
 from .inference import AMP_CHOICES, resolve_device
 
 __all__ = ["main"]
@@ -83,7 +85,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from ._pretrained import resolve_data_config
-    from .data import eval_transforms, train_transforms
     from .metrics import format_iou_table
     from .train import PRESETS, Trainer, init_distributed, seed_everything, shard_dataset
 
@@ -99,9 +100,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     model = create_model(args.model, num_classes=args.num_classes or len(classes),
                          encoder_weights=args.encoder_weights, output_stride=args.output_stride, **model_kwargs)
     data_cfg = resolve_data_config(model)  # normalise as the (encoder's) pretrained weights expect
-    train_set, _ = _dataset(args, "train", train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip,
-                                                            mean=data_cfg["mean"], std=data_cfg["std"]))
-    val_set.transforms = eval_transforms(mean=data_cfg["mean"], std=data_cfg["std"])
+    # the preset describes the transforms: its augmentation and its validation protocol
+    train_set, _ = _dataset(args, "train", cfg.train_transforms(mean=data_cfg["mean"], std=data_cfg["std"]))
+    val_set.transforms = cfg.eval_transforms(mean=data_cfg["mean"], std=data_cfg["std"])
     rank, world = init_distributed()
     device = resolve_device(args.device, rank)
     sampler = (torch.utils.data.DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed, drop_last=True)
@@ -109,8 +110,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                               drop_last=True, num_workers=args.workers, generator=generator,
                               persistent_workers=args.workers > 0)
-    val_loader = DataLoader(shard_dataset(val_set, rank, world), batch_size=1 if args.data in ("voc", "voc-aug")
-                            else cfg.batch_size, num_workers=args.workers)
+    full_images = args.data in ("voc", "voc-aug") and cfg.eval_protocol == "full"  # sizes differ: one at a time
+    val_loader = DataLoader(shard_dataset(val_set, rank, world), batch_size=1 if full_images else cfg.batch_size,
+                            num_workers=args.workers)
     history = Trainer(model, train_loader, val_loader, cfg, args.out, device=device, class_names=classes,
                       progress=not args.no_progress, resume=args.resume).fit()
     if rank == 0:
@@ -123,7 +125,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from ._pretrained import resolve_data_config
-    from .data import eval_transforms
+    from .data import build_eval_transforms
     from .metrics import format_iou_table
     from .train import evaluate, init_distributed, shard_dataset
 
@@ -133,9 +135,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.channels_last:
         model.to(memory_format=__import__("torch").channels_last)
     data_cfg = resolve_data_config(model)
-    dataset, classes = _dataset(args, args.split, eval_transforms(mean=data_cfg["mean"], std=data_cfg["std"]))
+    transforms = build_eval_transforms(args.protocol, args.crop_size, mean=data_cfg["mean"], std=data_cfg["std"])
+    dataset, classes = _dataset(args, args.split, transforms)
+    full_images = args.data in ("voc", "voc-aug") and args.protocol == "full"  # sizes differ: one at a time
     loader = DataLoader(shard_dataset(dataset, rank, world), num_workers=args.workers,
-                        batch_size=1 if args.data in ("voc", "voc-aug") else (args.batch_size or 8))
+                        batch_size=1 if full_images else (args.batch_size or 8))
     metrics = evaluate(model, loader, model.num_classes, device=device, amp=args.amp or "none",
                        channels_last=args.channels_last, progress=not args.no_progress and rank == 0,
                        scales=args.scales, flip=args.flip, window=args.window)
@@ -237,16 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-macs", action="store_true", help="skip the MAC count (one forward pass)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_info)
-    p = sub.add_parser("train", help="train a model with a recipe preset (paper or default)")
+    from .train import PRESET_DESCRIPTIONS, PRESETS
+
+    p = sub.add_parser("train", help=f"train a model with a recipe preset ({', '.join(PRESETS)})",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="presets (docs/reproduce.md has their tables):\n" + "\n".join(
+                           textwrap.fill(PRESET_DESCRIPTIONS[name], 78, initial_indent=f"  {name:<12}",
+                                         subsequent_indent=" " * 14) for name in PRESETS))
     p.add_argument("model", help="registered model name, e.g. mfnet_r50")
-    p.add_argument("--preset", choices=("default", "paper"), default="default")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="default",
+                   help="the recipe: optimizer, schedule, groups, loss, augmentation, validation protocol "
+                        "(default: default)")
     p.add_argument("--encoder", help="timm encoder for the generic families (mfnet, deeplabv3plus, emanet)")
     p.add_argument("--encoder-weights", help="timm pretrained tag for the encoder, e.g. tv_in1k")
     p.add_argument("--num-classes", type=int, help="default: the dataset's")
     p.add_argument("--output-stride", type=int, default=16)
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--crop-size", type=int)
+    p.add_argument("--crop-size", type=int, help="training crop (and the paper protocol's validation crop); "
+                                                   "default: the preset's, 513")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", default="runs/train")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
@@ -261,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", type=_floats, default=(1.0,), help="multi-scale evaluation, e.g. 0.5,0.75,1,1.5")
     p.add_argument("--flip", action="store_true", help="also average horizontally flipped predictions")
     p.add_argument("--window", type=int, help="sliding-window tile size for large images")
+    p.add_argument("--protocol", choices=EVAL_PROTOCOLS, default="full",
+                   help="full: every pixel of every image (default); paper: as the paper's code scored, on "
+                        "CROP_SIZE centre crops after resizing the shorter side to CROP_SIZE (its FixScaleCrop)")
+    p.add_argument("--crop-size", type=int, default=513, help="the paper protocol's crop (default 513)")
     _add_data_args(p)
     p.set_defaults(func=_cmd_eval)
     p = sub.add_parser("predict", help="segment image files, folders or globs; writes PNGs (and .npy)")
