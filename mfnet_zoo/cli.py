@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 import textwrap
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -220,8 +221,12 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert_checkpoint
 
-    dst = convert_checkpoint(args.src, args.dst, args.source, num_classes=args.num_classes,
-                             output_stride=args.output_stride, paper_logits=args.paper_logits)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dst = convert_checkpoint(args.src, args.dst, args.source, num_classes=args.num_classes,
+                                 output_stride=args.output_stride, context_in_logits=args.context_in_logits)
+    for warning in caught:
+        print(f"mfnet-zoo: warning: {warning.message}", file=sys.stderr)
     print(f"wrote {dst}/ (model.safetensors, config.json, README.md); "
           f"load with mfnet_zoo.from_pretrained({str(dst)!r})")
     return 0
@@ -328,8 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-stride", type=int, choices=(8, 16),
                    help="the stride the source was trained at (not stored in checkpoints; default: 16 for the "
                         "paper's code, 8 for EMANet's release)")
-    p.add_argument("--paper-logits", action="store_true",
-                   help="paper-mfnet: save the context switched off, as the paper's train.py ran it (same logits)")
+    p.add_argument("--context-in-logits", action="store_true",
+                   help="paper-mfnet: put the factorization into the logits (as the paper's text describes; its "
+                        "decoder was not trained for that). Default: the logits its runs produced (pair-only)")
     p.set_defaults(func=_cmd_convert)
     p = sub.add_parser("demo", help="train and evaluate a small MFNet on built-in synthetic scenes (CPU, ~2 min)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
