@@ -119,8 +119,8 @@ PAPER_PARAM_RULES = (
     ParamRule("*", kind="conv_weight", family="emanet*", weight_decay=True),
     ParamRule("*", kind="norm_weight", family="emanet*", lr_mult=10.0, weight_decay=False),
     ParamRule("*", kind="bias", family="emanet*", lr_mult=10.0, weight_decay=False),
-    # DeepLabV3+ (modeling/__init__.py:13-14, deeplab.py:49-67): backbone 1x, context (its aspp) + decoder 10x, decay on
-    # all; MFNet's decoder; any other family alike (its context with the head)
+    # DeepLabV3+ (modeling/__init__.py:13-14, deeplab.py:49-67): backbone 1x, context (its aspp) + decoder
+    # 10x, decay on all; MFNet's decoder; any other family alike (its context with the head)
     ParamRule("context.*", lr_mult=10.0, weight_decay=True),
     ParamRule("decoder.*", lr_mult=10.0, weight_decay=True),
     ParamRule("*", weight_decay=True),

@@ -6,7 +6,7 @@ Two families of training transforms and two evaluation protocols:
   padded with the ignore index, images with 0 before normalisation.
 * ``paper_train_transforms`` (``"paper"``): what the paper's code ran on VOC, in its order
   (github:nageshgurram12/generic-semantic-segmentation, branch mfnet,
-  ``dataloaders/datasets/pascal.py:84-92``): :class:`RandomHorizontalFlip <torchvision.transforms.v2.RandomHorizontalFlip>`,
+  ``dataloaders/datasets/pascal.py:84-92``): torchvision's ``RandomHorizontalFlip``,
   :class:`RandomScaleCrop` (masks padded with 0, background, as the code), :class:`RandomGaussianBlur`.
 * ``eval_transforms`` (protocol ``"full"``): convert and normalise; every pixel of every image is scored.
 * ``paper_eval_transforms`` (protocol ``"paper"``): the code's validation transform :class:`FixScaleCrop`
