@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._constants import AMP_CHOICES, CONVERT_SOURCES, DATASETS
+from ._constants import AMP_CHOICES, CONVERT_SOURCES, DATASETS, EVAL_PROTOCOLS, PRESET_DESCRIPTIONS
 from .version import __version__
 
 __all__ = ["main"]
@@ -89,7 +91,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from ._factory import create_model
     from ._pretrained import resolve_data_config
-    from .data import eval_transforms, train_transforms
     from .inference import resolve_device
     from .metrics import format_iou_table
     from .publish import check_push, data_record, rerun_config
@@ -118,10 +119,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          encoder_weights=encoder_weights, output_stride=args.output_stride,
                          pretrained_cfg_overlay=overlay or None, **model_kwargs)
     data_cfg = resolve_data_config(model)  # normalise as the encoder's pretrained weights expect
-    train_set, _ = _dataset(args, "train", train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip,
-                                                            mean=data_cfg["mean"], std=data_cfg["std"],
-                                                            interpolation=data_cfg["interpolation"]))
-    val_set.transforms = eval_transforms(mean=data_cfg["mean"], std=data_cfg["std"])
+    # the preset describes the transforms: its augmentation and its validation protocol
+    train_set, _ = _dataset(args, "train", cfg.train_transforms(mean=data_cfg["mean"], std=data_cfg["std"],
+                                                                interpolation=data_cfg["interpolation"]))
+    val_set.transforms = cfg.eval_transforms(mean=data_cfg["mean"], std=data_cfg["std"])
     rank, world = init_distributed()
     device = resolve_device(args.device, rank)
     sampler = (torch.utils.data.DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed, drop_last=True)
@@ -129,8 +130,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                               drop_last=True, num_workers=args.workers, generator=generator,
                               persistent_workers=args.workers > 0)
-    val_loader = DataLoader(shard_dataset(val_set, rank, world), batch_size=1 if args.data in ("voc", "voc-aug")
-                            else cfg.batch_size, num_workers=args.workers)
+    full_images = args.data in ("voc", "voc-aug") and cfg.eval_protocol == "full"  # sizes differ: one at a time
+    val_loader = DataLoader(shard_dataset(val_set, rank, world), batch_size=1 if full_images else cfg.batch_size,
+                            num_workers=args.workers)
     run_config = {"command": "mfnet-zoo train", "argv": args.argv, "args": _recorded_args(args),
                   "preset": args.preset, "model": {"encoder_weights": encoder_weights or "none"},
                   "data": data_record(args.data, root=args.data_root, sbd_root=args.sbd_root, classes=classes,
@@ -183,7 +185,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from ._factory import load_model
     from ._pretrained import resolve_data_config
-    from .data import eval_transforms
+    from .data import build_eval_transforms
     from .inference import resolve_device
     from .metrics import format_iou_table
     from .train import evaluate, init_distributed, shard_dataset
@@ -194,9 +196,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.channels_last:
         model.to(memory_format=__import__("torch").channels_last)
     data_cfg = resolve_data_config(model)
-    dataset, classes = _dataset(args, args.split, eval_transforms(mean=data_cfg["mean"], std=data_cfg["std"]))
+    transforms = build_eval_transforms(args.protocol, args.crop_size, mean=data_cfg["mean"], std=data_cfg["std"])
+    dataset, classes = _dataset(args, args.split, transforms)
+    full_images = args.data in ("voc", "voc-aug") and args.protocol == "full"  # sizes differ: one at a time
     loader = DataLoader(shard_dataset(dataset, rank, world), num_workers=args.workers,
-                        batch_size=1 if args.data in ("voc", "voc-aug") else (args.batch_size or 8))
+                        batch_size=1 if full_images else (args.batch_size or 8))
     metrics = evaluate(model, loader, model.num_classes, device=device, amp=args.amp or "none",
                        channels_last=args.channels_last, progress=not args.no_progress and rank == 0,
                        scales=args.scales, flip=args.flip, window=args.window)
@@ -284,8 +288,12 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert_checkpoint
 
-    dst = convert_checkpoint(args.src, args.dst, args.source, num_classes=args.num_classes,
-                             output_stride=args.output_stride, paper_logits=args.paper_logits)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dst = convert_checkpoint(args.src, args.dst, args.source, num_classes=args.num_classes,
+                                 output_stride=args.output_stride, context_in_logits=args.context_in_logits)
+    for warning in caught:
+        print(f"mfnet-zoo: warning: {warning.message}", file=sys.stderr)
     print(f"wrote {dst}/ (model.safetensors, config.json, README.md); "
           f"load with mfnet_zoo.from_pretrained({str(dst)!r})")
     return 0
@@ -306,11 +314,17 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-macs", action="store_true", help="skip the MAC count (one forward pass)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_info)
-    p = sub.add_parser("train", help="train a model with a recipe preset (paper or default)")
+    p = sub.add_parser("train", help=f"train a model with a recipe preset ({', '.join(PRESET_DESCRIPTIONS)})",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="presets (docs/reproduce.md has their tables):\n" + "\n".join(
+                           textwrap.fill(text, 78, initial_indent=f"  {name:<12}", subsequent_indent=" " * 14)
+                           for name, text in PRESET_DESCRIPTIONS.items()))
     p.add_argument("model", nargs="?", help="registered model name, e.g. mfnet_r50 (default: --config's)")
     p.add_argument("--config", metavar="FILE", help="rerun the run that wrote FILE (OUT/run.json): its options "
                                                      "are the defaults, options given here override them")
-    p.add_argument("--preset", choices=("default", "paper"), default="default")
+    p.add_argument("--preset", choices=tuple(PRESET_DESCRIPTIONS), default="default",
+                   help="the recipe: optimizer, schedule, groups, loss, augmentation, validation protocol "
+                        "(default: default)")
     p.add_argument("--encoder", help="timm encoder for the generic families (mfnet, deeplabv3plus, emanet)")
     p.add_argument("--encoder-weights", metavar="TAG|none",
                    help="timm pretrained tag for the encoder (e.g. tv_in1k), or none for a random encoder; default: "
@@ -322,7 +336,8 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--output-stride", type=int, default=16)
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--crop-size", type=int)
+    p.add_argument("--crop-size", type=int, help="training crop (and the paper protocol's validation crop); "
+                                                   "default: the preset's, 513")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", default="runs/train")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
@@ -348,6 +363,10 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--scales", type=_floats, default=(1.0,), help="multi-scale evaluation, e.g. 0.5,0.75,1,1.5")
     p.add_argument("--flip", action="store_true", help="also average horizontally flipped predictions")
     p.add_argument("--window", type=int, help="sliding-window tile size for large images")
+    p.add_argument("--protocol", choices=EVAL_PROTOCOLS, default="full",
+                   help="full: every pixel of every image (default); paper: as the paper's code scored, on "
+                        "CROP_SIZE centre crops after resizing the shorter side to CROP_SIZE (its FixScaleCrop)")
+    p.add_argument("--crop-size", type=int, default=513, help="the paper protocol's crop (default 513)")
     _add_data_args(p)
     p.set_defaults(func=_cmd_eval)
     p = sub.add_parser("predict", help="segment image files, folders or globs; writes PNGs (and .npy)")
@@ -398,8 +417,9 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--output-stride", type=int, choices=(8, 16),
                    help="the stride the source was trained at (not stored in checkpoints; default: 16 for the "
                         "paper's code, 8 for EMANet's release)")
-    p.add_argument("--paper-logits", action="store_true",
-                   help="paper-mfnet: save the context switched off, as the paper's train.py ran it (same logits)")
+    p.add_argument("--context-in-logits", action="store_true",
+                   help="paper-mfnet: put the factorization into the logits (as the paper's text describes; its "
+                        "decoder was not trained for that). Default: the logits its runs produced (pair-only)")
     p.set_defaults(func=_cmd_convert)
     p = sub.add_parser("demo", help="train and evaluate a small MFNet on built-in synthetic scenes (CPU, ~2 min)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")

@@ -19,6 +19,7 @@ the offenders; nothing is loaded partially or dropped.
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -204,7 +205,7 @@ def _model_name(mapped: Mapping[str, torch.Tensor], source: str) -> tuple[str, d
 
 
 def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_classes: int | None = None,
-                       output_stride: int | None = None, paper_logits: bool = False) -> Path:
+                       output_stride: int | None = None, context_in_logits: bool = False) -> Path:
     """Convert the training checkpoint ``src`` into an mfnet_zoo folder ``dst`` and return ``dst``.
 
     Builds ``mfnet_r50``/``deeplabv3plus_r50``/``emanet_r50`` (``_r101`` when layer3 has 23
@@ -219,13 +220,17 @@ def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_cla
     source's default: 16 for the paper's code, 8 for EMANet's release (its ``settings.STRIDE``);
     pass the stride the checkpoint was trained and evaluated at if it differs. Recorded in config.json.
 
-    ``paper_logits`` (paper-mfnet only): record ``context_state="off"`` in config.json, so the loaded
-    model gives the logits the paper's code produced (its train.py never passed ``epoch``, so the
-    factorization never reached them). The default runs the context as the paper describes it.
+    ``paper-mfnet``: by default config.json records ``context_state="pair-only"``, so the loaded model gives
+    the logits the paper's runs produced: its train.py never passed ``epoch`` to ``MFNet.forward``
+    (train.py:106; the context is added only ``if epoch >= self.mf_epoch``, MFNet.py:104-107), so its
+    decoder was trained, and its mIoU measured, on ``relu(conv2(x))``; the pair (conv1(x), Y Z) is still
+    returned, as the code's forward returns it. ``context_in_logits=True`` records ``"on"`` instead (the
+    context in the logits, as the paper's text describes it, and as the code's forward at ``epoch >= 10``)
+    and warns: the checkpoint's decoder was never trained on those features.
     """
     _check_source(source)
-    if paper_logits and source != "paper-mfnet":
-        raise ValueError(f"paper_logits applies to source='paper-mfnet' only (the factorization context), "
+    if context_in_logits and source != "paper-mfnet":
+        raise ValueError(f"context_in_logits applies to source='paper-mfnet' only (the factorization context), "
                          f"got source={source!r}")
     if output_stride is None:
         output_stride = DEFAULT_OUTPUT_STRIDE[source]
@@ -234,8 +239,8 @@ def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_cla
                          f"(the source's default, {DEFAULT_OUTPUT_STRIDE[source]}), got {output_stride!r}")
     mapped = map_state_dict(load_source_state_dict(src), source)
     name, kwargs = _model_name(mapped, source)
-    if paper_logits:
-        kwargs["context_state"] = "off"
+    if source == "paper-mfnet":
+        kwargs["context_state"] = "on" if context_in_logits else "pair-only"
     classifier = mapped.get("decoder.classifier.weight")
     if classifier is None:
         key = next(s + "weight" for s, d in RULES[source] if d == "decoder.classifier.")
@@ -251,4 +256,10 @@ def convert_checkpoint(src: str | Path, dst: str | Path, source: Source, num_cla
     model.pretrained_cfg = PretrainedCfg(num_classes=found, source=f"{source} checkpoint {Path(src).name}",
                                          mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bilinear")
     model.save_pretrained(dst)
+    if context_in_logits:
+        warnings.warn(f"{str(dst)!r} puts the factorization context into the logits (context_state='on'); the "
+                      f"paper's runs never did (its train.py never passed the epoch to MFNet.forward), so this "
+                      f"checkpoint's decoder was not trained for these features and its logits differ from the "
+                      f"paper's; convert without context_in_logits for the logits its runs produced", UserWarning,
+                      stacklevel=2)
     return Path(dst)

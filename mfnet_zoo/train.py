@@ -2,7 +2,8 @@
 
 Use the pieces in your own loop (``build_param_groups``, ``train_one_epoch``, ``evaluate``) or
 ``Trainer(...).fit()``. The engine owns the context warm-up: it switches the context block to
-``"off"`` for the first ``context_warmup_epochs`` epochs through the context protocol
+``"off"`` for the first ``context_warmup_epochs`` epochs, then to the preset's ``context_state``
+(None: the state the model was built in), through the context protocol
 (:mod:`mfnet_zoo.layers.context`); it knows no block type, and parameter groups are rules in the
 preset (:mod:`mfnet_zoo.optim`).
 """
@@ -25,16 +26,19 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ._atomic import atomic_path
 from ._builder import checkpoint_config, load_weights, model_from_config, read_checkpoint
+from ._constants import AUGMENTATIONS, EVAL_PROTOCOLS, IMAGENET_MEAN, IMAGENET_STD, PRESET_DESCRIPTIONS
 from ._pretrained import resolve_data_config
+from .data.transforms import Augmentation, EvalProtocol, build_eval_transforms, build_train_transforms
 from .inference import autocast, infer_probabilities, probabilities_to_classes
-from .layers.context import get_context_state, set_context_state
+from .layers.context import ContextState, check_context_state, get_context_state, set_context_state
 from .losses import SegmentationLoss
 from .metrics import SegmentationMetrics
 from .models.segmentation import SegmentationModel
 from .optim import ParamRule, param_groups
 from .publish import MODEL_DIR, RUN_FILE, run_record, write_json, write_model_folder
 
-__all__ = ["TrainConfig", "PRESETS", "DEFAULT_PARAM_RULES", "PAPER_PARAM_RULES", "load_checkpoint",
+__all__ = ["TrainConfig", "PRESETS", "PRESET_DESCRIPTIONS", "DEFAULT_PARAM_RULES", "PAPER_PARAM_RULES",
+           "PAPER_TEXT_PARAM_RULES", "load_checkpoint",
            "build_param_groups", "build_optimizer", "train_one_epoch", "evaluate", "Trainer", "seed_everything",
            "init_distributed", "shard_dataset"]
 
@@ -45,7 +49,9 @@ DEFAULT_PARAM_RULES = (ParamRule("context.*", lr_mult=10.0), ParamRule("decoder.
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything that defines a training run; ``PRESETS`` holds the paper's and ours."""
+    """Everything that defines a training run; ``PRESETS`` holds the paper's (as its code ran, as its text
+    describes) and ours. The data fields (``augmentation``, ``crop_size``, ``scale_range``, ``flip``,
+    ``eval_protocol``) describe the transforms: :meth:`train_transforms`, :meth:`eval_transforms`."""
 
     epochs: int = 50
     batch_size: int = 8
@@ -55,18 +61,32 @@ class TrainConfig:
     weight_decay: float = 1e-4
     poly_power: float = 0.9
     param_rules: tuple[ParamRule, ...] = DEFAULT_PARAM_RULES  # lr multipliers, decay, exclusions (first match)
-    context_warmup_epochs: int = 0  # context disabled before this epoch
+    context_warmup_epochs: int = 0  # context "off" before this epoch
+    context_state: ContextState | None = None  # the context's state after the warm-up; None: the model's own
     reconstruction_weight: float = 0.1
-    batch_average: bool = False  # the paper's code divides each loss term by the batch size
+    batch_average: bool = False  # divide each loss term by the global batch, as the paper's code (by its batch)
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
     grad_accum_steps: int = 1
     clip_grad_norm: float | None = None
     freeze_encoder: bool = False
     seed: int = 0
+    augmentation: Augmentation = "deeplab"  # "deeplab", "paper" (the paper's code) or "none" (its text)
     crop_size: int = 513
     scale_range: tuple[float, float] | None = (0.5, 2.0)
     flip: bool = True
+    eval_protocol: EvalProtocol = "full"  # "full" images, or "paper": the code's 513 centre crops
+
+    def __post_init__(self) -> None:
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
+        if self.eval_protocol not in EVAL_PROTOCOLS:
+            raise ValueError(f"eval_protocol must be one of {EVAL_PROTOCOLS}, got {self.eval_protocol!r}")
+        if self.context_state is not None:
+            check_context_state(self.context_state)
+        if isinstance(self.grad_accum_steps, bool) or not isinstance(self.grad_accum_steps, int) \
+                or self.grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be a positive int, got {self.grad_accum_steps!r}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
@@ -75,27 +95,62 @@ class TrainConfig:
             raise TypeError(f"unknown TrainConfig field(s) {unknown}; valid: {valid}")
         return dataclasses.replace(self, **changes)
 
+    def train_transforms(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                         interpolation: str = "bilinear"):
+        """The training transform this config describes (:func:`mfnet_zoo.data.build_train_transforms`)."""
+        return build_train_transforms(self.augmentation, self.crop_size, self.scale_range, self.flip, mean=mean,
+                                      std=std, interpolation=interpolation)
 
-# the paper's code: encoder plus the factorization's Y and Z at 1x, the decoder (and a context that is not a
-# factorization) at 10x, the factorization's 1x1 convs in no group at all, weight decay on everything
+    def eval_transforms(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+        """The validation transform of ``eval_protocol`` (:func:`mfnet_zoo.data.build_eval_transforms`; the
+        paper protocol crops ``crop_size``)."""
+        return build_eval_transforms(self.eval_protocol, self.crop_size, mean=mean, std=std)
+
+
+# The paper's code (github:nageshgurram12/generic-semantic-segmentation, branch mfnet) builds its groups in
+# modeling/__init__.py and then lets utils/lr_scheduler.py:63-70 set, every iteration, group 0 to lr and
+# every later group to 10 x lr; these rules are the groups as they ran.
 PAPER_PARAM_RULES = (
+    # MFNet (modeling/__init__.py:47-48, MFNet.py:130-150): the backbone and Y, Z at 1x, the decoder at 10x,
+    # weight decay on all; conv1 and conv2 (our context.embed, context.proj) in no group: never updated
     ParamRule("context.Y", family="mfnet*", weight_decay=True),
     ParamRule("context.Z", family="mfnet*", weight_decay=True),
     ParamRule("context.*", family="mfnet*", exclude=True),
+    # EMANet (modeling/__init__.py:23-38, EMANet.py:330-344): conv weights 1x with decay; BN weights ("1y")
+    # and every conv/BN bias ("2x") without decay, both run at 10x (the scheduler), the encoder's included
+    ParamRule("*", kind="conv_weight", family="emanet*", weight_decay=True),
+    ParamRule("*", kind="norm_weight", family="emanet*", lr_mult=10.0, weight_decay=False),
+    ParamRule("*", kind="bias", family="emanet*", lr_mult=10.0, weight_decay=False),
+    # DeepLabV3+ (modeling/__init__.py:13-14, deeplab.py:49-67): backbone 1x, context (its aspp) + decoder
+    # 10x, decay on all; MFNet's decoder; any other family alike (its context with the head)
     ParamRule("context.*", lr_mult=10.0, weight_decay=True),
     ParamRule("decoder.*", lr_mult=10.0, weight_decay=True),
     ParamRule("*", weight_decay=True),
 )
 
+# the paper's text: every parameter trained (MFNet's 1x1 convs too, at 10x with the rest of the head, as the
+# code treats every head but MFNet's); the multipliers and decay the text does not give are the code's
+PAPER_TEXT_PARAM_RULES = tuple(rule for rule in PAPER_PARAM_RULES if not rule.exclude)
+
 PRESETS: dict[str, TrainConfig] = {
-    # the paper (Fig. 5) and its code: SGD 0.07, poly 0.9, momentum 0.9, wd 5e-4, batch 4, 513 crops without
-    # augmentation, 50 epochs, context after 10 epochs, lambda 0.1, losses divided by the batch size,
-    # the code's parameter groups
-    "paper": TrainConfig(epochs=50, batch_size=4, lr=0.07, weight_decay=5e-4, context_warmup_epochs=10,
-                         batch_average=True, param_rules=PAPER_PARAM_RULES, scale_range=None, flip=False),
+    # what the paper's code ran, end to end (docs/reproduce.md has the table with file:line): the code's
+    # augmentation and its validation crops, batch 4, 513, SGD momentum 0.9, wd 5e-4, poly 0.9 per iteration,
+    # 50 epochs, lr 0.07 (Fig. 5; the code's default is 0.007 x batch / 4), CE and MSE divided by the batch,
+    # the code's groups; MFNet's context pair-only (logits without it, 0.1 x MSE) from epoch 10
+    "paper": TrainConfig(epochs=50, batch_size=4, lr=0.07, momentum=0.9, weight_decay=5e-4, poly_power=0.9,
+                         param_rules=PAPER_PARAM_RULES, context_warmup_epochs=10, context_state="pair-only",
+                         reconstruction_weight=0.1, batch_average=True, augmentation="paper", crop_size=513,
+                         scale_range=(0.5, 2.0), flip=True, eval_protocol="paper"),
+    # the method as the paper's text describes it: no augmentation, the context in the logits after the
+    # 10-epoch warm-up, lambda 0.1, every parameter trained; where the text is silent, the "paper" value
+    "paper-text": TrainConfig(epochs=50, batch_size=4, lr=0.07, momentum=0.9, weight_decay=5e-4, poly_power=0.9,
+                              param_rules=PAPER_TEXT_PARAM_RULES, context_warmup_epochs=10, context_state="on",
+                              reconstruction_weight=0.1, batch_average=True, augmentation="none", crop_size=513,
+                              scale_range=None, flip=False, eval_protocol="paper"),
     # ours: every parameter trained, context + decoder at 10x, no decay on norms/biases/Y/Z, DeepLab's augmentation
     "default": TrainConfig(epochs=50, batch_size=8, lr=0.01, weight_decay=1e-4, context_warmup_epochs=0),
 }
+
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -145,9 +200,14 @@ def train_one_epoch(model: SegmentationModel, loader: Iterable, criterion: Segme
                     progress: bool = True, desc: str = "train") -> dict[str, float]:
     """One pass over ``loader`` of (images B x 3 x H x W, masks B x H x W); returns mean loss terms.
 
-    The scheduler steps once per optimizer step (poly decay per iteration, as the paper).
+    The scheduler steps once per optimizer step (poly decay per iteration, as the paper). Each
+    micro-batch's loss is divided by ``grad_accum_steps`` (a mean over the accumulated micro-batches;
+    DistributedDataParallel averages over processes), and a batch-averaging criterion gets the
+    global batch, B x ``grad_accum_steps`` x processes, as its divisor: with either, one update
+    equals one step on the whole batch, as the paper's code took it (its loss divided by its batch).
     """
     device = torch.device(device)
+    global_batch_factor = grad_accum_steps * _world_size()
     model.train()
     if freeze_encoder:
         getattr(model, "module", model).encoder.eval()  # DistributedDataParallel wraps the model
@@ -160,7 +220,7 @@ def train_one_epoch(model: SegmentationModel, loader: Iterable, criterion: Segme
         images, masks = _to_device(images, device, channels_last), masks.to(device, non_blocking=True)
         with autocast(device, amp):
             output = model(images)
-        terms = criterion.components(output, masks)
+        terms = criterion.components(output, masks, batch_size=images.shape[0] * global_batch_factor)
         loss = sum(terms.values())
         (scaler.scale(loss) if scaler is not None else loss).div(grad_accum_steps).backward()
         last = total is not None and i + 1 == total
@@ -197,7 +257,9 @@ def evaluate(model: SegmentationModel, loader: Iterable, num_classes: int, *, de
              amp: str = "none", channels_last: bool = False, ignore_index: int = 255, progress: bool = True,
              desc: str = "eval", scales: Sequence[float] = (1.0,), flip: bool = False,
              window: int | None = None) -> dict:
-    """Metrics of ``model`` over ``loader`` at each image's own size (see :class:`SegmentationMetrics`).
+    """Metrics of ``model`` over what ``loader`` gives (see :class:`SegmentationMetrics`): the loader's
+    transform is the protocol (full images, or the paper code's 513 centre crops:
+    :func:`mfnet_zoo.data.build_eval_transforms`).
 
     ``scales``/``flip``/``window``: multi-scale, flipped and sliding-window inference, the same
     code as ``mfnet-zoo predict`` (:func:`mfnet_zoo.inference.infer_probabilities`).
@@ -255,6 +317,11 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
 def _rank() -> int:
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     return torch.distributed.get_rank() if distributed else 0
+
+
+def _world_size() -> int:
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_world_size() if distributed else 1
 
 
 def init_distributed() -> tuple[int, int]:
@@ -324,7 +391,10 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.PolynomialLR(self.optimizer, total_iters=cfg.epochs * steps_per_epoch,
                                                                power=cfg.poly_power)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
-        self.context_state = get_context_state(model.context)  # the state after the warm-up
+        # the state after the warm-up: the preset's (the paper's code: "pair-only"), else the model's own;
+        # None for a block without the switch (nothing to warm up)
+        own = get_context_state(model.context)
+        self.context_state = own if own is None or cfg.context_state is None else cfg.context_state
         self.history: list[dict] = []
         self.best_miou = -1.0
         self.start_epoch = 0

@@ -50,3 +50,21 @@ def test_module_entry_and_console_script():
     assert result.stdout.split() == ["mfnet_r101", "mfnet_r50"]  # not mfnet_lite_r50: fnmatch pattern
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts.get("mfnet-zoo") == "mfnet_zoo.cli:main"
+
+
+def test_train_help_shows_the_three_presets(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "{paper,paper-text,default}" in out
+    assert "what the paper's code ran" in out and "as the paper's text describes" in out
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    assert "{full,paper}" in capsys.readouterr().out
+
+
+def test_train_presets_named_for_the_parser_are_the_engines():
+    from mfnet_zoo._constants import PRESET_DESCRIPTIONS
+    from mfnet_zoo.train import PRESETS
+
+    assert tuple(PRESET_DESCRIPTIONS) == tuple(PRESETS)  # --help describes them without importing torch

@@ -6,8 +6,10 @@ import torch
 from PIL import Image, ImageOps
 from torchvision import tv_tensors
 
-from mfnet_zoo.data import (VOC_CLASSES, FolderDataset, RandomScale, SyntheticShapes, VOCAugSegmentation,
-                            VOCSegmentation, apply_orientation, eval_transforms, load_image, load_mask, render_scene,
+from mfnet_zoo.data import (VOC_CLASSES, FixScaleCrop, FolderDataset, RandomGaussianBlur, RandomScale,
+                            RandomScaleCrop, SyntheticShapes, VOCAugSegmentation, VOCSegmentation, apply_orientation,
+                            build_eval_transforms, build_train_transforms, eval_transforms, load_image, load_mask,
+                            paper_eval_transforms, paper_train_transforms, pil_gaussian_blur, render_scene,
                             train_transforms, write_synthetic_dataset)
 from mfnet_zoo.data.synthetic import _shape_mask
 
@@ -157,6 +159,101 @@ def test_train_transforms_pad_with_ignore_and_scale():
     expected = (image.float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)) / torch.tensor(
         [0.229, 0.224, 0.225]).view(3, 1, 1)
     torch.testing.assert_close(x, expected)
+
+
+def _pil_pair(seed=0, size=(37, 53)):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    mask = rng.integers(0, 21, size, dtype=np.uint8)
+    return image, mask, tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)), \
+        tv_tensors.Mask(torch.from_numpy(mask).long())
+
+
+def test_random_scale_crop_is_the_paper_codes_on_pil():
+    # the paper's custom_transforms.py:88-122 re-stated on PIL with the drawn parameters: masks equal, images
+    # within 1 grey level (bilinear + antialias vs PIL's BILINEAR); padding right/bottom, mask fill 0
+    from PIL import ImageOps
+
+    image, mask, timage, tmask = _pil_pair()
+    transform = RandomScaleCrop(base_size=40, crop_size=41)
+    padded = 0
+    for seed in range(12):
+        torch.manual_seed(seed)
+        params = transform.make_params([timage, tmask])
+        oh, ow = params["size"]
+        assert 20 <= min(oh, ow) <= 80 and (oh, ow) == (min(oh, ow), int(53 * min(oh, ow) / 37))
+        pil_image = Image.fromarray(image).resize((ow, oh), Image.BILINEAR)
+        pil_mask = Image.fromarray(mask).resize((ow, oh), Image.NEAREST)
+        _, _, pad_w, pad_h = params["padding"]
+        if pad_w or pad_h:
+            padded += 1
+            pil_image = ImageOps.expand(pil_image, border=(0, 0, pad_w, pad_h), fill=0)
+            pil_mask = ImageOps.expand(pil_mask, border=(0, 0, pad_w, pad_h), fill=0)
+        box = (params["left"], params["top"], params["left"] + 41, params["top"] + 41)
+        torch.manual_seed(seed)
+        x, y = transform(timage, tmask)
+        assert torch.equal(y, torch.from_numpy(np.array(pil_mask.crop(box))).long())
+        assert (x.int() - torch.from_numpy(np.array(pil_image.crop(box))).permute(2, 0, 1).int()).abs().max() <= 1
+    assert 0 < padded < 12  # both branches seen
+    with pytest.raises(ValueError, match="scale_range"):
+        RandomScaleCrop(scale_range=(2.0, 1.0))
+
+
+def test_paper_train_transforms_pad_masks_with_background_and_use_torch_rng():
+    import random
+
+    image = tv_tensors.Image(torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8))
+    mask = tv_tensors.Mask(torch.ones(20, 30, dtype=torch.int64))
+    # shorter side drawn in [int(0.5 * 48), int(0.5 * 48)] = 24 < 48: padded right and bottom
+    transform = paper_train_transforms(48, scale_range=(0.5, 0.5), flip=False, blur=False)
+    x, y = transform(image, mask)
+    assert x.shape == (3, 48, 48) and set(y.unique().tolist()) == {0, 1}  # the code's fill=0: background
+    black = (-torch.tensor([0.485, 0.456, 0.406]) / torch.tensor([0.229, 0.224, 0.225])).view(3, 1, 1)
+    torch.testing.assert_close(x[:, y == 0].mean(dim=1, keepdim=True).unsqueeze(-1), black, rtol=0, atol=1e-6)
+    assert [type(t).__name__ for t in paper_train_transforms().transforms] == [
+        "ToImage", "RandomHorizontalFlip", "RandomScaleCrop", "RandomGaussianBlur", "ToDtype", "Normalize"]
+    outputs = []
+    for python_seed in (1, 2):  # Python's random is not used; torch's seed decides every draw
+        random.seed(python_seed)
+        torch.manual_seed(0)
+        outputs.append(paper_train_transforms(32)(image, mask))
+    assert torch.equal(outputs[0][0], outputs[1][0]) and torch.equal(outputs[0][1], outputs[1][1])
+    torch.manual_seed(1)
+    assert not torch.equal(paper_train_transforms(32)(image, mask)[0], outputs[0][0])
+
+
+def test_gaussian_blur_is_pils_bit_for_bit():
+    from PIL import ImageFilter
+
+    image, _, timage, tmask = _pil_pair(seed=1)
+    for radius in (0.0, 0.05, 0.3, 0.5, 0.77, 0.999):
+        expected = np.array(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius=radius)))
+        assert torch.equal(pil_gaussian_blur(timage, radius).permute(1, 2, 0), torch.from_numpy(expected)), radius
+    blurred, untouched = RandomGaussianBlur(p=1.0)(timage, tmask)
+    assert torch.equal(untouched, tmask) and not torch.equal(blurred, timage)
+    assert torch.equal(RandomGaussianBlur(p=0.0)(timage, tmask)[0], timage)
+    with pytest.raises(TypeError, match="uint8"):
+        RandomGaussianBlur(p=1.0)(tv_tensors.Image(timage.float()), tmask)
+
+
+def test_fix_scale_crop_is_the_paper_codes_validation_transform():
+    _, mask, timage, tmask = _pil_pair(seed=2)  # 37 x 53: the shorter side (height) becomes 30
+    x, y = FixScaleCrop(30)(timage, tmask)
+    ow = int(1.0 * 53 * 30 / 37)
+    left = round((ow - 30) / 2.0)
+    expected = Image.fromarray(mask).resize((ow, 30), Image.NEAREST).crop((left, 0, left + 30, 30))
+    assert x.shape == (3, 30, 30) and torch.equal(y, torch.from_numpy(np.array(expected)).long())
+    x, y2 = paper_eval_transforms(30)(timage, tmask)
+    assert x.dtype == torch.float32 and x.shape == (3, 30, 30) and torch.equal(y2, y)
+    tall = tv_tensors.Image(torch.zeros(3, 40, 20, dtype=torch.uint8)), tv_tensors.Mask(torch.zeros(40, 20))
+    assert FixScaleCrop(16)(*tall)[0].shape == (3, 16, 16)
+    assert torch.equal(build_eval_transforms("paper", 30)(timage, tmask)[1], y)
+    assert build_eval_transforms("full")(timage, tmask)[1].shape == (37, 53)
+    assert type(build_train_transforms("none", 30).transforms[1]) is FixScaleCrop
+    with pytest.raises(ValueError, match=r"protocol must be one of \('full', 'paper'\), got 'crop'"):
+        build_eval_transforms("crop")
+    with pytest.raises(ValueError, match=r"augmentation must be one of \('deeplab', 'paper', 'none'\)"):
+        build_train_transforms("strong")
 
 
 def _make_voc(root, train_ids, val_ids, size=(12, 16)):

@@ -36,6 +36,15 @@ def test_batch_average_as_the_paper_code():
     plain = SegmentationLoss()(output(logits, pair), target)
     averaged = SegmentationLoss(batch_average=True)(output(logits, pair), target)
     torch.testing.assert_close(averaged, plain / 4)
+    # with gradient accumulation or several processes, the engine passes the global batch
+    torch.testing.assert_close(SegmentationLoss(batch_average=True)(output(logits, pair), target, batch_size=16),
+                               plain / 16)
+    torch.testing.assert_close(SegmentationLoss()(output(logits, pair), target, batch_size=16), plain)  # unused
+    with pytest.raises(ValueError, match="batch_size must be a positive int or None, got 0"):
+        SegmentationLoss(batch_average=True)(logits, target, batch_size=0)
+    double = torch.randn(2, 3, 2, 2, dtype=torch.float64)  # float64 stays float64 (exact accumulation tests)
+    assert SegmentationLoss()(double, target[:2]).dtype == torch.float64
+    assert SegmentationLoss()(double.to(torch.bfloat16), target[:2]).dtype == torch.float32
 
 
 def test_binary_mode_masks_ignore():

@@ -57,6 +57,49 @@ def test_paper_groups_leave_the_factorization_convs_out():
         {id(p) for p in aspp.parameters()}
 
 
+def test_paper_text_groups_train_everything_and_emanet_groups_are_by_kind():
+    model = tiny_model(base_size=(2, 2))
+    cfg = PRESETS["paper-text"]
+    groups = build_param_groups(model, cfg)
+    assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in model.parameters()}
+    lr_of = {id(p): g["lr"] / cfg.lr for g in groups for p in g["params"]}
+    assert lr_of[id(model.context.Y)] == 1.0 and lr_of[id(model.context.embed.weight)] == pytest.approx(10.0)
+    # EMANet as the paper's code runs it: conv weights 1x with decay, norm weights and biases 10x without
+    ema = tiny_model("emanet")
+    for group in build_param_groups(ema, PRESETS["paper"]):
+        mult = group["lr"] / PRESETS["paper"].lr
+        assert (mult, group["weight_decay"]) in ((1.0, 5e-4), (pytest.approx(10.0), 0.0))
+    groups = build_param_groups(ema, PRESETS["paper"])
+    lr_of = {id(p): (g["lr"] / PRESETS["paper"].lr, g["weight_decay"]) for g in groups for p in g["params"]}
+    assert lr_of[id(ema.encoder.model.bn1.weight)] == (pytest.approx(10.0), 0.0)
+    assert lr_of[id(ema.encoder.model.layer1[0].conv1.weight)] == (1.0, 5e-4)
+
+
+def test_presets_describe_their_transforms_and_check_their_fields():
+    from torchvision.transforms import v2
+
+    from mfnet_zoo.data import FixScaleCrop, RandomGaussianBlur, RandomScale, RandomScaleCrop
+
+    def steps(transform):
+        return [type(t) for t in transform.transforms]
+
+    assert RandomScaleCrop in steps(PRESETS["paper"].train_transforms())
+    assert RandomGaussianBlur in steps(PRESETS["paper"].train_transforms())
+    assert steps(PRESETS["paper-text"].train_transforms())[1] is FixScaleCrop  # no augmentation
+    assert RandomScale in steps(PRESETS["default"].train_transforms())
+    assert FixScaleCrop in steps(PRESETS["paper"].eval_transforms())
+    assert steps(PRESETS["default"].eval_transforms()) == [v2.ToImage, v2.ToDtype, v2.Normalize]
+    assert PRESETS["paper"].context_state == "pair-only" and PRESETS["paper-text"].context_state == "on"
+    with pytest.raises(ValueError, match=r"augmentation must be one of \('deeplab', 'paper', 'none'\), got 'flip'"):
+        TrainConfig(augmentation="flip")
+    with pytest.raises(ValueError, match=r"context_state must be one of \('on', 'off', 'pair-only'\)"):
+        PRESETS["paper"].replace(context_state="half")
+    with pytest.raises(ValueError, match="eval_protocol must be one of"):
+        TrainConfig(eval_protocol="crop")
+    with pytest.raises(ValueError, match="grad_accum_steps must be a positive int, got 0"):
+        TrainConfig(grad_accum_steps=0)
+
+
 def test_config_replace_rejects_unknown_fields():
     with pytest.raises(TypeError, match=r"unknown TrainConfig field\(s\) \['epoch'\]"):
         TrainConfig().replace(epoch=3)
@@ -106,6 +149,57 @@ def test_grad_accumulation_matches_a_larger_batch():
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=n)
 
 
+def test_batch_average_with_accumulation_is_one_full_batch_step():
+    # the paper's loss (CE and MSE divided by the batch) on 4 images at once, and as 2 x 2 accumulated: the same
+    # update when the divisor is the global batch (float64, BN in eval mode, dropout off, no void pixels)
+    torch.manual_seed(0)
+    model = tiny_model(base_size=(1, 1), context_state="pair-only").double().eval()
+    clone = tiny_model(base_size=(1, 1), context_state="pair-only").double().eval()
+    clone.load_state_dict(model.state_dict())
+    x, y = torch.randn(4, 3, 32, 32, dtype=torch.float64), torch.randint(0, 6, (4, 32, 32))
+    cfg = PRESETS["paper"].replace(lr=0.5)  # its groups, momentum and weight decay
+    start = model.decoder.classifier.weight.detach().clone()
+    loss = SegmentationLoss(batch_average=True)
+    for m, batches, accum in ((model, [(x, y)], 1), (clone, [(x[:2], y[:2]), (x[2:], y[2:])], 2)):
+        m.train = lambda mode=True, m=m: m  # keep eval mode inside train_one_epoch
+        terms = train_one_epoch(m, batches, loss, build_optimizer(m, cfg), grad_accum_steps=accum, progress=False)
+        assert "reconstruction" in terms
+    for (n, p), q in zip(model.named_parameters(), clone.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14, msg=n)
+    assert not torch.equal(model.decoder.classifier.weight, start)  # an update happened at all
+
+
+def test_batch_average_divides_by_micro_batch_times_accumulation_times_processes(monkeypatch):
+    import mfnet_zoo.train as engine
+
+    seen = []
+
+    class Spy(SegmentationLoss):
+        def components(self, output, target, *, batch_size=None):
+            seen.append(batch_size)
+            return super().components(output, target, batch_size=batch_size)
+
+    monkeypatch.setattr(engine, "_world_size", lambda: 3)  # as under torchrun with 3 processes
+    model = tiny_model("emanet")
+    batches = [(torch.randn(2, 3, 32, 32), torch.randint(0, 6, (2, 32, 32)))] * 2
+    train_one_epoch(model, batches, Spy(batch_average=True), build_optimizer(model, TrainConfig()),
+                    grad_accum_steps=2, progress=False)
+    assert seen == [2 * 2 * 3] * 2
+
+
+def test_trainer_applies_the_presets_context_state_after_the_warm_up(tmp_path):
+    train, _ = loaders(n=8, size=32, batch=8)
+    model = tiny_model(base_size=(2, 2))  # built "on"
+    cfg = TrainConfig(epochs=2, context_warmup_epochs=1, context_state="pair-only", optimizer="adamw", lr=1e-3,
+                      param_rules=())
+    history = Trainer(model, train, None, cfg, tmp_path, progress=False).fit()
+    assert "reconstruction" not in history[0]["train"] and "reconstruction" in history[1]["train"]
+    assert model.context.context_state == "pair-only"
+    restored, _ = load_checkpoint(tmp_path / "last.pt")  # saved as it ran: logits without the context
+    assert restored.context.context_state == "pair-only"
+    # (a block without the switch ignores the preset's state: tests/test_reproduce.py trains EMANet under "paper")
+
+
 def test_trainer_owns_warm_up_writes_logs_and_checkpoints(tmp_path):
     train, val = loaders(n=8, size=32)
     model = tiny_model(base_size=(2, 2))
@@ -150,6 +244,10 @@ def test_cli_train_then_eval(tmp_path, capsys):
     assert "| **mIoU** |" in capsys.readouterr().out
     assert main(["eval", str(out / "last.pt"), "--data", "synthetic", "--synthetic-size", "16", "--image-size",
                  "32", "--json", "--no-progress"]) == 0
+    assert 0 <= json.loads(capsys.readouterr().out)["mIoU"] <= 1
+    # the paper code's protocol: FixScaleCrop centre crops (here 24 of the 32-px scenes), another figure
+    assert main(["eval", str(out / "last.pt"), "--data", "synthetic", "--synthetic-size", "16", "--image-size",
+                 "32", "--json", "--no-progress", "--protocol", "paper", "--crop-size", "24"]) == 0
     assert 0 <= json.loads(capsys.readouterr().out)["mIoU"] <= 1
     assert main(["train", "mfnet", "--data", "voc", "--no-progress"]) == 2
     assert "--data voc needs --data-root" in capsys.readouterr().err

@@ -2,15 +2,22 @@
 from .factory import DATASETS, build_dataset
 from .folder import FolderDataset, apply_orientation, exif_orientation, load_image, load_mask, load_pair
 from .synthetic import SYNTHETIC_CLASSES, SyntheticShapes, render_scene, write_synthetic_dataset
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, RandomScale, eval_transforms, train_transforms
+from .transforms import (AUGMENTATIONS, EVAL_PROTOCOLS, IMAGENET_MEAN, IMAGENET_STD, FixScaleCrop, RandomGaussianBlur,
+                         RandomScale, RandomScaleCrop, build_eval_transforms, build_train_transforms, eval_transforms,
+                         paper_eval_transforms, paper_train_transforms, pil_gaussian_blur, train_transforms)
 from .voc import VOC_CLASSES, VOCAugSegmentation, VOCSegmentation
 
 __all__ = [
+    "AUGMENTATIONS",
     "DATASETS",
+    "EVAL_PROTOCOLS",
+    "FixScaleCrop",
     "FolderDataset",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "RandomGaussianBlur",
     "RandomScale",
+    "RandomScaleCrop",
     "SYNTHETIC_CLASSES",
     "SyntheticShapes",
     "VOCAugSegmentation",
@@ -18,11 +25,16 @@ __all__ = [
     "VOC_CLASSES",
     "apply_orientation",
     "build_dataset",
+    "build_eval_transforms",
+    "build_train_transforms",
     "eval_transforms",
     "exif_orientation",
     "load_image",
     "load_mask",
     "load_pair",
+    "paper_eval_transforms",
+    "paper_train_transforms",
+    "pil_gaussian_blur",
     "render_scene",
     "train_transforms",
     "write_synthetic_dataset",
