@@ -1,8 +1,8 @@
 """Constants shared across the package (one definition each)."""
 from __future__ import annotations
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AMP_CHOICES", "DATASETS", "CONVERT_SOURCES", "AUGMENTATIONS", "EVAL_PROTOCOLS",
-           "PRESET_DESCRIPTIONS"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AMP_CHOICES", "DATASETS", "CONVERT_SOURCES", "AUGMENTATIONS",
+           "EVAL_PROTOCOLS", "PRESET_DESCRIPTIONS"]
 
 # the normalisation of torchvision's and timm's ImageNet weights (timm.data.IMAGENET_DEFAULT_MEAN/STD)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)

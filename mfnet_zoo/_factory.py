@@ -74,12 +74,12 @@ def _load_saved(source, *, weights: bool = True, strict: bool = False, **kwargs:
 def load_model(source: str | Path, **kwargs: Any) -> SegmentationModel:
     """One function for every model source: a new model, a pretrained tag, or saved weights.
 
-    | ``source`` | gives |
-    |---|---|
-    | ``"mfnet_r50"`` (a registry name) | a new model with random weights, as ``create_model(name)`` |
-    | ``"mfnet_r50.tv_in1k"`` | that pretrained tag, as ``create_model(name, pretrained=True)`` |
-    | ``"hf-hub:org/repo[@revision]"`` | the repo's config.json decides architecture and arguments; its weights |
-    | ``"local-dir:PATH"`` or a path | a ``save_pretrained`` folder, a ``.safetensors`` file with config.json beside it, a training checkpoint (``.pt``, read with ``weights_only=True``) or a training run folder (its ``best.pt``, else ``last.pt``) |
+    - a registry name (``"mfnet_r50"``): a new model with random weights, as ``create_model(name)``;
+    - ``"name.tag"`` (``"mfnet_r50.tv_in1k"``): that pretrained tag, as ``create_model(name, pretrained=True)``;
+    - ``"hf-hub:org/repo[@revision]"``: the repo's config.json decides architecture and arguments; its weights;
+    - ``"local-dir:PATH"`` or a path: a ``save_pretrained`` folder, a ``.safetensors`` file with config.json
+      beside it, a training checkpoint (``.pt``, read with ``weights_only=True``) or a training run folder
+      (its ``best.pt``, else ``last.pt``).
 
     Keyword arguments apply on top (``num_classes=5``: a new head, the rest loaded; any constructor
     argument; ``strict=True``: a class-count mismatch is an error; for the Hub ``revision``,

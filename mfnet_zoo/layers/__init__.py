@@ -1,6 +1,6 @@
 """Composable blocks: context modules (B x C_in x h x w -> B x 256 x h x w) and decoders."""
 from .aspp import ASPP, atrous_rates_for
-from .context import (CONTEXT_STATES, ContextState, Reconstruction, get_context_state, provides_reconstruction,
+from .context import (CONTEXT_STATES, Reconstruction, get_context_state, provides_reconstruction,
                       set_context_state)
 from .decoder import ClassifierDecoder, DeepLabV3PlusDecoder
 from .ema import EMAContext, EMAUnit
