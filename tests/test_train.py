@@ -254,19 +254,20 @@ def test_cli_train_then_eval(tmp_path, capsys):
 
 
 def test_cli_train_and_eval_normalise_as_the_model_says(tmp_path, monkeypatch, capsys):
-    from mfnet_zoo import data
+    from mfnet_zoo.data import transforms
 
     seen = []
-    for name in ("train_transforms", "eval_transforms"):  # record what the CLI builds its pipelines with
-        original = getattr(data, name)
-        monkeypatch.setattr(data, name, lambda *a, _f=original, _n=name, **k: seen.append((_n, k)) or _f(*a, **k))
+    for name in ("train_transforms", "eval_transforms"):  # record what the CLI's presets build pipelines with
+        original = getattr(transforms, name)
+        monkeypatch.setattr(transforms, name, lambda *a, _f=original, _n=name, **k: seen.append((_n, k)) or _f(*a, **k))
     out = tmp_path / "run"
     common = ["--data", "synthetic", "--synthetic-size", "8", "--image-size", "32", "--no-progress"]
     train = ["train", "mfnet", "--encoder", "test_resnet", "--encoder-weights", "none", "--crop-size", "32",
              "--epochs", "1", "--batch-size", "4", "--out", str(out), *common]
     assert main(train + ["--mean", "0.1,0.2,0.3", "--std", "0.4,0.5,0.6"]) == 0  # a user-given mean/std wins
     given = {"mean": (0.1, 0.2, 0.3), "std": (0.4, 0.5, 0.6)}
-    assert seen == [("train_transforms", {**given, "interpolation": "bilinear"}), ("eval_transforms", given)]
+    assert seen == [("train_transforms", {**given, "ignore_index": 255, "interpolation": "bilinear"}),
+                    ("eval_transforms", given)]
     seen.clear()
     assert main(["eval", str(out), *common, "--json"]) == 0  # the run folder's checkpoint keeps them
     assert seen == [("eval_transforms", given)]

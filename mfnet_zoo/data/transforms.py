@@ -284,9 +284,12 @@ def build_train_transforms(augmentation: Augmentation = "deeplab", crop_size: in
       for the shorter side, ``flip``, blur, masks padded with 0);
     - ``"none"``: the paper text's "no augmentation": :class:`FixScaleCrop` ``crop_size`` (``scale_range`` and
       ``flip`` are not used).
+
+    ``"paper"`` and ``"none"`` resize as the paper's code did (PIL's bilinear), whatever ``interpolation``.
     """
     if augmentation == "deeplab":
-        return train_transforms(crop_size, scale_range, flip, mean=mean, std=std, ignore_index=ignore_index)
+        return train_transforms(crop_size, scale_range, flip, mean=mean, std=std, ignore_index=ignore_index,
+                                interpolation=interpolation)
     if augmentation == "paper":
         return paper_train_transforms(crop_size, scale_range=scale_range, flip=flip, mean=mean, std=std)
     if augmentation == "none":
