@@ -45,7 +45,8 @@ def run_demo(out_dir: str | Path = "runs/demo", epochs: int = DEMO_CONFIG.epochs
     # README were measured with them) given as an override, saved with the model like any other
     model = create_model("mfnet", encoder="test_resnet", num_classes=len(SYNTHETIC_CLASSES), output_stride=stride,
                          base_size=(image_size // stride, image_size // stride), decoder_channels=64,
-                         pretrained_cfg_overlay=dict(mean=IMAGENET_MEAN, std=IMAGENET_STD))
+                         pretrained_cfg_overlay=dict(mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                                                     input_size=(3, image_size, image_size)))  # trained at this size
     data_cfg = resolve_data_config(model)
     mean, std = data_cfg["mean"], data_cfg["std"]
     augment = train_transforms(cfg.crop_size, cfg.scale_range, cfg.flip, mean=mean, std=std,
@@ -60,7 +61,14 @@ def run_demo(out_dir: str | Path = "runs/demo", epochs: int = DEMO_CONFIG.epochs
                                       eval_images=val_size, image_size=image_size, seed=seed)}
     trainer = Trainer(model, train_loader, val_loader, cfg, out_dir, class_names=list(SYNTHETIC_CLASSES),
                       progress=progress, run_config=run_config)
-    history = trainer.fit()
+
+    def estimate(record: dict) -> None:  # the first epoch tells how long this machine will take
+        if record["epoch"] == 1 and epochs > 1:
+            rest = record["seconds"] * (epochs - 1)
+            print(f"demo: epoch 1/{epochs} took {record['seconds']:.0f} s; about {rest / 60:.1f} min to go "
+                  f"({time.perf_counter() - start:.0f} s so far)", flush=True)
+
+    history = trainer.fit(on_epoch_end=estimate)
     metrics = history[-1]["val"]
     images, masks = next(iter(DataLoader(val_set, batch_size=8)))
     predictions = model.predict(images.contiguous(memory_format=torch.channels_last))

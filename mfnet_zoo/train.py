@@ -16,7 +16,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -442,7 +442,9 @@ class Trainer:
         with atomic_path(self.out_dir / name) as tmp:
             torch.save(state, tmp)
 
-    def fit(self) -> list[dict]:
+    def fit(self, on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[dict]:
+        """Run the remaining epochs; ``on_epoch_end(record)`` is called on the main process after each epoch's
+        files are written (``record``: the epoch's line of metrics.jsonl). Returns the history."""
         cfg = self.cfg
         log = self.out_dir / "metrics.jsonl"
         if self.is_main:  # an unwritable output folder fails now, not after the first epoch
@@ -492,4 +494,6 @@ class Trainer:
                     write_model_folder(self.out_dir / MODEL_DIR, self.model, record=record, history=self.history,
                                        run=self.run, class_names=self.class_names)
                 _write_curves(self.out_dir / "curves.png", self.history)
+                if on_epoch_end is not None:
+                    on_epoch_end(record)
         return self.history
