@@ -103,22 +103,29 @@ def verdict(ratios: list[float]) -> str:
 
 
 def plot_models(table: dict[str, dict], path: Path, title: str) -> Path:
-    """Latency against MACs, one labelled point per model, its area proportional to the parameters (a PNG)."""
+    """Latency against MACs, one numbered point per model (area proportional to its parameters), the names in
+    a key beside the plot, so that close points stay readable (a PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
-    for name, r in table.items():
-        ax.scatter(r["macs"] / 1e9, r["median_ms"], s=r["parameters"] / 1e5, alpha=0.6,
-                   color="tab:orange" if name.startswith(("smp", "torchvision")) else "tab:blue")
-        ax.annotate(name, (r["macs"] / 1e9, r["median_ms"]), fontsize=8, xytext=(5, 4), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    key = []
+    for number, (name, r) in enumerate(table.items(), start=1):
+        theirs = name.startswith(("smp", "torchvision"))
+        ax.scatter(r["macs"] / 1e9, r["median_ms"], s=r["parameters"] / 1e5, alpha=0.5,
+                   color="tab:orange" if theirs else "tab:blue")
+        ax.annotate(str(number), (r["macs"] / 1e9, r["median_ms"]), ha="center", va="center", fontsize=8)
+        key.append(f"{number}  {name} ({r['parameters'] / 1e6:.1f}M)")
     ax.set_xlabel("GMACs per image")
     ax.set_ylabel("median latency, ms (CPU, batch 1)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    ax.margins(0.12)
+    fig.text(0.70, 0.5, "\n".join(key) + "\n\nblue: mfnet_zoo\norange: smp, torchvision", fontsize=8,
+             va="center", family="monospace")
+    fig.tight_layout(rect=(0, 0, 0.68, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

@@ -1,7 +1,9 @@
 """The built-in demo: train a small MFNet on synthetic scenes on the CPU, evaluate, write pictures.
 
 Everything is real (data rendered here, the library's own engine and metrics); only the sizes
-are small: a 0.6M-parameter timm encoder at 64 x 64 trains in about two minutes on 2 cores.
+are small: a 0.6M-parameter timm encoder at 64 x 64, 16 epochs of 1,600 scenes: 104 s on the
+development machine (2 vCPUs, AMD EPYC, idle), 372 s measured by a user on a 2-core Xeon. The
+time is the epochs (training steps dominate); it prints an estimate after the first one.
 """
 from __future__ import annotations
 

@@ -164,4 +164,4 @@ def test_run_py_plots_latency_against_macs(tmp_path):
     from PIL import Image
 
     with Image.open(path) as image:
-        assert image.size == (800, 500)
+        assert image.size == (1000, 500)
