@@ -25,7 +25,8 @@ from ._sources import RUN_CHECKPOINTS, ModelSource, parse_model_source
 from .version import __version__
 
 __all__ = ["load_weights", "load_pretrained", "model_config", "model_from_config", "check_config_values",
-           "read_checkpoint", "checkpoint_config", "saved_files", "load_saved_model", "check_same_model"]
+           "read_checkpoint", "checkpoint_config", "model_from_checkpoint", "saved_files", "load_saved_model",
+           "check_same_model"]
 
 MAX_CONFIG_INT = 1 << 16  # no size argument of any registered model comes near this
 
@@ -175,6 +176,14 @@ def checkpoint_config(checkpoint: dict[str, Any]) -> dict[str, Any]:
     data = checkpoint.get("data_config") if isinstance(checkpoint.get("data_config"), dict) else {}
     return {"architecture": checkpoint["model_name"], "model_args": checkpoint.get("model_args") or {},
             **{k: data[k] for k in ("mean", "std", "interpolation", "input_size") if k in data}}
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> nn.Module:
+    """The model a training checkpoint (:func:`read_checkpoint`) holds: its architecture and arguments, its
+    weights loaded whole (``strict``: the same model, so a key or shape that differs is an error)."""
+    model = model_from_config(checkpoint_config(checkpoint))
+    load_weights(model, checkpoint["state_dict"], strict=True, source=source)
+    return model
 
 
 def _read_json(path: Path, source: ModelSource) -> dict[str, Any]:

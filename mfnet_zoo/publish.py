@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from . import hub
-from ._atomic import atomic_path
-from ._builder import checkpoint_config, load_weights, model_from_config, read_checkpoint
+from ._atomic import atomic_folder, atomic_path
+from ._builder import model_from_checkpoint, read_checkpoint
 from ._sources import RUN_CHECKPOINTS
 from .version import __version__
 
@@ -252,17 +252,6 @@ def card_kwargs(record: dict[str, Any] | None, history: Sequence[dict[str, Any]]
     return kwargs
 
 
-def _replace_folder(new: Path, folder: Path) -> None:
-    """Put the finished folder ``new`` where ``folder`` is (two renames: never a half-written folder)."""
-    old = None
-    if folder.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-        os.replace(folder, old / folder.name)
-    os.replace(new, folder)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def write_model_folder(folder: str | Path, model: nn.Module, *, record: dict[str, Any] | None,
                        history: Sequence[dict[str, Any]], run: dict[str, Any],
                        class_names: Sequence[str] | None = None, repo_id: str | None = None) -> Path | None:
@@ -276,19 +265,10 @@ def write_model_folder(folder: str | Path, model: nn.Module, *, record: dict[str
                       f"registry name and arguments go into config.json); the checkpoints hold the weights",
                       UserWarning, stacklevel=2)
         return None
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700; give the folder the usual permissions
-    try:
+    with atomic_folder(folder) as tmp:
         card = card_kwargs(record, history, run, class_names)
         model.save_pretrained(tmp, model_card_kwargs={**card, **({"repo_id": repo_id} if repo_id else {})})
         write_json(tmp / RUN_FILE, run)
-        _replace_folder(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
@@ -320,8 +300,7 @@ def push_source(src: str | Path) -> tuple[str, Path]:
 
 def _folder_from_checkpoint(checkpoint_path: Path, folder: Path, repo_id: str) -> None:
     checkpoint = read_checkpoint(checkpoint_path)
-    model = model_from_config(checkpoint_config(checkpoint))
-    load_weights(model, checkpoint["state_dict"], strict=True, source=str(checkpoint_path))
+    model = model_from_checkpoint(checkpoint, source=str(checkpoint_path))
     beside = checkpoint_path.parent / RUN_FILE
     run = read_run_file(beside) if beside.is_file() else {"train_config": checkpoint.get("config", {})}
     names = checkpoint.get("class_names") or run.get("data", {}).get("classes")

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ._atomic import atomic_path
-from ._builder import checkpoint_config, load_weights, model_from_config, read_checkpoint
+from ._builder import model_from_checkpoint, read_checkpoint
 from ._constants import AUGMENTATIONS, EVAL_PROTOCOLS, IMAGENET_MEAN, IMAGENET_STD, PRESET_DESCRIPTIONS
 from ._pretrained import resolve_data_config
 from .data.transforms import Augmentation, EvalProtocol, build_eval_transforms, build_train_transforms
@@ -309,9 +309,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     The same pieces as :func:`mfnet_zoo.load_model` of a ``.pt`` file, which gives the model alone.
     """
     checkpoint = read_checkpoint(path)
-    model = model_from_config(checkpoint_config(checkpoint))
-    load_weights(model, checkpoint["state_dict"], strict=True, source=str(path))
-    return model.to(device), checkpoint
+    return model_from_checkpoint(checkpoint, source=str(path)).to(device), checkpoint
 
 
 def _rank() -> int:
@@ -457,9 +455,8 @@ class Trainer:
                 raise OSError(f"cannot write to the output folder {str(self.out_dir)!r}: {e}") from e
             with atomic_path(log) as tmp:  # the epochs a resumed run keeps
                 tmp.write_text("".join(json.dumps(record) + "\n" for record in self.history))
-            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-            world = torch.distributed.get_world_size() if distributed else 1
-            self.run = run_record(self.model, self.cfg, self.run_config, device=self.device, world_size=world)
+            self.run = run_record(self.model, self.cfg, self.run_config, device=self.device,
+                                  world_size=_world_size())
             write_json(self.out_dir / RUN_FILE, self.run)
         for epoch in range(self.start_epoch, cfg.epochs):
             epoch_start = time.perf_counter()

@@ -103,3 +103,20 @@ def test_repo_ids_and_paths_are_validated_before_any_request():
         create_model("mfnet", encoder="test_resnet", pretrained="hf-hub:../../etc/passwd")
     with pytest.raises(FileNotFoundError, match="has no readable config.json"):
         from_pretrained("/")
+
+
+def test_atomic_folder_replaces_whole_or_not_at_all(tmp_path):
+    from mfnet_zoo._atomic import atomic_folder
+
+    target = tmp_path / "model"
+    with atomic_folder(target) as tmp:
+        (tmp / "a.txt").write_text("first")
+    assert (target / "a.txt").read_text() == "first"
+    with pytest.raises(RuntimeError, match="interrupted"), atomic_folder(target) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("interrupted")
+    assert (target / "a.txt").read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    with atomic_folder(target) as tmp:
+        (tmp / "b.txt").write_text("second")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "model"]
