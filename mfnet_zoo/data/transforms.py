@@ -198,9 +198,7 @@ class FixScaleCrop(v2.Transform):
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         height, width = v2.query_size(flat_inputs)
-        # the code: w > h -> oh = crop, else ow = crop (a square: both crop)
-        oh, ow = (self.crop_size, int(1.0 * width * self.crop_size / height)) if width > height else \
-            (int(1.0 * height * self.crop_size / width), self.crop_size)
+        oh, ow = _short_side_size(height, width, self.crop_size)  # the code's sizing, as RandomScaleCrop's
         return {"size": [oh, ow], "top": round((oh - self.crop_size) / 2.0),  # Python's round, as the code
                 "left": round((ow - self.crop_size) / 2.0)}
 
