@@ -11,6 +11,25 @@ Y and Z:
 * ``mode="nmf"`` (input-adaptive, after Hamburger, Geng et al. ICLR 2021): Y and Z are
   found per image by multiplicative-update NMF of the non-negative embedding, starting
   from fixed bases; only the last update carries gradient (one-step gradient).
+
+How ``mode="nmf"`` differs from Hamburger's ``NMF2D`` (github:Gsunshine/Enjoy-Hamburger, ``seg/``), and
+the arguments that choose each side (``NMF_SETTINGS["hamburger"]`` sets all of them as its segmentation
+configuration, ``seg/HamNet/settings.py``, does):
+
+* **Initial bases.** Here a buffer drawn once from ``seed``, so eval and export are deterministic;
+  Hamburger redraws them (uniform, l2-normalised) on every forward, in eval too (``RAND_INIT = True``).
+  ``redraw_bases=True`` redraws them in training (from torch's global RNG, as dropout); eval always
+  starts from the buffer.
+* **Inverse temperature** of the softmax that initialises the coefficients. Each image is factorized
+  at unit scale (divided by its maximum, so fp16-range features neither overflow nor vanish; the
+  multiplicative updates do not depend on the scale); with ``inv_t=None`` the softmax sees that
+  unit-scale input, an effective inverse temperature of 1 / max(x) on the features themselves.
+  ``inv_t=t`` applies t to the features as they are: Hamburger's NMF2D fixes t = 1.
+* **Steps.** 6 in training, 7 in eval here (NMF2D's defaults); Hamburger's segmentation configuration
+  uses 6 and 6. Gradient: one step (its last coefficient update), as Hamburger.
+* **Place in the model.** Hamburger squeezes 2048 -> 512 channels (``width`` here), factorizes, and
+  maps back to 2048 followed by its own head; here the estimate is added to the non-negative
+  embedding and projected to ``out_channels`` for the decoder, as the static mode.
 """
 from __future__ import annotations
 
@@ -26,9 +45,17 @@ from torchvision.ops import Conv2dNormActivation
 from .._checks import check_feature_map, check_positive_int
 from .context import ContextState, Reconstruction, check_context_state
 
-__all__ = ["FactorizationContext", "FoldedFactorizationContext"]
+__all__ = ["FactorizationContext", "FoldedFactorizationContext", "NMF_SETTINGS"]
 
 _MODES = ("static", "nmf")
+
+# named NMF settings: FactorizationContext(..., mode="nmf", **NMF_SETTINGS[name]); the width (512) and rank (64)
+# of Hamburger's configuration are the nmf mode's defaults
+NMF_SETTINGS: dict[str, dict[str, object]] = {
+    "mfnet_zoo": dict(train_steps=6, eval_steps=7, inv_t=None, redraw_bases=False),
+    # Enjoy-Hamburger seg/HamNet/settings.py: TRAIN_STEPS 6, EVAL_STEPS 6, INV_T 1, RAND_INIT True
+    "hamburger": dict(train_steps=6, eval_steps=6, inv_t=1.0, redraw_bases=True),
+}
 
 
 class FactorizationContext(nn.Module):
@@ -45,6 +72,9 @@ class FactorizationContext(nn.Module):
         train_steps: NMF iterations without gradient in training (Hamburger: 6).
         eval_steps: NMF iterations in eval (Hamburger: 7).
         seed: seed of the NMF initial bases (a buffer, so eval and export are deterministic).
+        inv_t: inverse temperature of the softmax that initialises the NMF coefficients, on the features
+            as they are (Hamburger: 1); None: on the unit-scale features (see the module docstring).
+        redraw_bases: draw new initial bases on every training forward, as Hamburger (eval keeps the buffer).
         context_state: ``"on"`` (the context in the features, the pair returned), ``"off"`` (the
             factorization skipped: warm-up epochs) or ``"pair-only"`` (the pair computed, the features
             bypass the context: the paper's code as it ran). See :mod:`mfnet_zoo.layers.context`; the
@@ -70,6 +100,8 @@ class FactorizationContext(nn.Module):
         eval_steps: int = 7,
         seed: int = 0,
         context_state: ContextState = "on",
+        inv_t: float | None = None,
+        redraw_bases: bool = False,
     ) -> None:
         super().__init__()
         if mode not in _MODES:
@@ -81,11 +113,17 @@ class FactorizationContext(nn.Module):
             check_positive_int(name, value)
         if len(base_size) != 2 or any(not isinstance(s, int) or s <= 0 for s in base_size):
             raise ValueError(f"base_size must be two positive ints (h0, w0), got {base_size!r}")
+        if inv_t is not None and (isinstance(inv_t, bool) or not isinstance(inv_t, (int, float)) or not inv_t > 0):
+            raise ValueError(f"inv_t must be a positive number or None (the unit-scale input), got {inv_t!r}")
+        if not isinstance(redraw_bases, bool):
+            raise TypeError(f"redraw_bases must be a bool, got {redraw_bases!r}")
         self.in_channels, self.out_channels, self.rank, self.width = in_channels, out_channels, rank, width
         self.mode = mode
         self.base_size = tuple(base_size)
         self.train_steps, self.eval_steps = train_steps, eval_steps
         self.context_state = check_context_state(context_state)
+        self.inv_t = None if inv_t is None else float(inv_t)
+        self.redraw_bases = redraw_bases
 
         # the paper's `conv1`: 1x1 with bias, the target of the reconstruction loss
         self.embed = nn.Conv2d(in_channels, width, 1, bias=True)
@@ -104,7 +142,8 @@ class FactorizationContext(nn.Module):
         self.proj = Conv2dNormActivation(width, out_channels, kernel_size=1)
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, rank={self.rank}, width={self.width}, context_state={self.context_state!r}"
+        nmf = f", inv_t={self.inv_t}, redraw_bases={self.redraw_bases}" if self.mode == "nmf" else ""
+        return f"mode={self.mode!r}, rank={self.rank}, width={self.width}, context_state={self.context_state!r}{nmf}"
 
     def no_weight_decay(self) -> set[str]:
         """Y and Z, the static factorization's learned bases and coefficients (timm's convention:
@@ -165,10 +204,14 @@ class FactorizationContext(nn.Module):
             eps = 1e-6
             scale = v.detach().float().amax(dim=(1, 2), keepdim=True).clamp_min(eps)
             v = v.float() / scale
-            # B copies, not a stride-0 expand, which torch.export would pin to B == 1 (see EMAUnit)
-            bases = self.bases.float().unsqueeze(0).repeat(v.shape[0], 1, 1)  # B x D x K
+            if self.redraw_bases and self.training:  # Hamburger: new uniform bases for every image
+                bases = F.normalize(torch.rand(v.shape[0], self.width, self.rank, device=v.device), dim=1)
+            else:  # B copies, not a stride-0 expand, which torch.export would pin to B == 1 (see EMAUnit)
+                bases = self.bases.float().unsqueeze(0).repeat(v.shape[0], 1, 1)  # B x D x K
+            # the softmax's inverse temperature on the features as given: inv_t x scale on the unit-scale ones
+            inv_t = 1.0 if self.inv_t is None else self.inv_t * scale
             with torch.no_grad():
-                coef = torch.softmax(v.transpose(1, 2) @ bases, dim=-1)  # B x N x K
+                coef = torch.softmax(inv_t * (v.transpose(1, 2) @ bases), dim=-1)  # B x N x K
                 steps = self.train_steps if self.training else self.eval_steps
                 for _ in range(steps):
                     coef = coef * (v.transpose(1, 2) @ bases) / (coef @ (bases.transpose(1, 2) @ bases) + eps)

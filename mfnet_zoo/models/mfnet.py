@@ -23,12 +23,15 @@ register_pretrained_cfgs({
 def _mfnet_head(encoder: TimmEncoder, num_classes: int, *, rank: int = 64,
                 mode: Literal["static", "nmf"] = "static", width: int | None = None,
                 base_size: tuple[int, int] = (33, 33), train_steps: int = 6, eval_steps: int = 7,
-                seed: int = 0, decoder_channels: int = 256, context_state: ContextState = "on"):
+                seed: int = 0, decoder_channels: int = 256, context_state: ContextState = "on",
+                inv_t: float | None = None, redraw_bases: bool = False):
     # context_state (saved in config.json, as the state the model is in when saved): "on", "off" (warm-up
-    # epochs) or "pair-only" (the paper's code as it ran: the pair for the loss, logits without the context)
+    # epochs) or "pair-only" (the paper's code as it ran: the pair for the loss, logits without the context);
+    # Hamburger's NMF: mode="nmf", **layers.NMF_SETTINGS["hamburger"]
     context = FactorizationContext(encoder.out_channels, 256, rank=rank, mode=mode, width=width,
                                    base_size=tuple(base_size), train_steps=train_steps,
-                                   eval_steps=eval_steps, seed=seed, context_state=context_state)
+                                   eval_steps=eval_steps, seed=seed, context_state=context_state,
+                                   inv_t=inv_t, redraw_bases=redraw_bases)
     decoder = DeepLabV3PlusDecoder(require_low_level(encoder, "MFNet"), num_classes, channels=decoder_channels)
     return context, decoder
 
