@@ -17,9 +17,9 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and the API docs
     from ._pretrained import PretrainedCfg, resolve_data_config
     from ._registry import (get_pretrained_cfg, is_model, list_models, list_pretrained_tags, model_entrypoint,
                             register_model, register_pretrained_cfgs)
-    from .layers import (ASPP, CONTEXT_STATES, ClassifierDecoder, DeepLabV3PlusDecoder, EMAContext, EMAUnit,
-                         FactorizationContext, FoldedFactorizationContext, Reconstruction, get_context_state,
-                         set_context_state)
+    from .layers import (ASPP, CONTEXT_STATES, CONTEXTS, ClassifierDecoder, DeepLabV3PlusDecoder, EMAContext,
+                         EMAUnit, FactorizationContext, FoldedFactorizationContext, Reconstruction, create_context,
+                         get_context_state, set_context_state)
     from .losses import SegmentationLoss
     from .models import SegmentationModel, SegmentationOutput, TimmEncoder
 
@@ -28,9 +28,9 @@ _LAZY = {
     "._pretrained": ("PretrainedCfg", "resolve_data_config"),
     "._registry": ("get_pretrained_cfg", "is_model", "list_models", "list_pretrained_tags", "model_entrypoint",
                    "register_model", "register_pretrained_cfgs"),
-    ".layers": ("ASPP", "CONTEXT_STATES", "ClassifierDecoder", "DeepLabV3PlusDecoder", "EMAContext", "EMAUnit",
-                "FactorizationContext", "FoldedFactorizationContext", "Reconstruction", "get_context_state",
-                "set_context_state"),
+    ".layers": ("ASPP", "CONTEXTS", "CONTEXT_STATES", "ClassifierDecoder", "DeepLabV3PlusDecoder", "EMAContext",
+                "EMAUnit", "FactorizationContext", "FoldedFactorizationContext", "Reconstruction", "create_context",
+                "get_context_state", "set_context_state"),
     ".losses": ("SegmentationLoss",),
     ".models": ("SegmentationModel", "SegmentationOutput", "TimmEncoder"),
 }
@@ -61,6 +61,7 @@ def reparameterize_model(model: SegmentationModel, inplace: bool = False) -> Seg
 
 __all__ = [
     "ASPP",
+    "CONTEXTS",
     "CONTEXT_STATES",
     "ClassifierDecoder",
     "DeepLabV3PlusDecoder",
@@ -75,6 +76,7 @@ __all__ = [
     "SegmentationOutput",
     "TimmEncoder",
     "__version__",
+    "create_context",
     "create_model",
     "from_pretrained",
     "get_context_state",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AMP_CHOICES", "DATASETS", "CONVERT_SOURCES", "AUGMENTATIONS",
-           "EVAL_PROTOCOLS", "PRESET_DESCRIPTIONS"]
+           "EVAL_PROTOCOLS", "PRESET_DESCRIPTIONS", "CONTEXT_DESCRIPTIONS"]
 
 # the normalisation of torchvision's and timm's ImageNet weights (timm.data.IMAGENET_DEFAULT_MEAN/STD)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -10,7 +10,9 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 # choices the command line offers; here, so that `mfnet-zoo --help` needs no torch
 AMP_CHOICES: tuple[str, ...] = ("none", "bf16", "fp16")  # mfnet_zoo.inference.autocast
-DATASETS: tuple[str, ...] = ("synthetic", "folder", "voc", "voc-aug")  # mfnet_zoo.data.build_dataset
+# mfnet_zoo.data.build_dataset; synthetic-*: the context study's scenes (mfnet_zoo.data.render_context_scene)
+DATASETS: tuple[str, ...] = ("synthetic", "synthetic-local", "synthetic-global", "synthetic-global-nocue", "folder",
+                             "voc", "voc-aug")
 CONVERT_SOURCES: tuple[str, ...] = ("paper-mfnet", "paper-deeplab", "paper-emanet", "emanet")  # mfnet_zoo.convert
 AUGMENTATIONS: tuple[str, ...] = ("deeplab", "paper", "none")  # mfnet_zoo.data.build_train_transforms
 EVAL_PROTOCOLS: tuple[str, ...] = ("full", "paper")  # mfnet_zoo.data.build_eval_transforms
@@ -21,4 +23,15 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
     "paper-text": "the method as the paper's text describes it: no augmentation, the context in the logits "
                   "after 10 epochs, every parameter trained",
     "default": "ours: DeepLab's augmentation, batch 8, lr 0.01, everything trained, full-image validation",
+}
+# mfnet_zoo.layers.create_context's names, in words (width: the channels the block works at; rank: K)
+CONTEXT_DESCRIPTIONS: dict[str, str] = {
+    "none": "1x1 conv + BN + ReLU: the projection alone, no context",
+    "pool": "the 1x1 projection and image pooling (ASPP without atrous branches; ParseNet)",
+    "aspp": "ASPP: 1x1, three dilated 3x3 (rates 6, 12, 18 at stride 16), image pooling (no dropout here)",
+    "static": "MFNet's static factorization: learned Y Z (the same map for every image) + 1x1 embedding",
+    "pair-only": "static factorization as the paper's code ran it: the pair for the loss, the features bypass it",
+    "nmf": "input-adaptive NMF of the embedding (this library's settings: seeded bases)",
+    "nmf-hamburger": "input-adaptive NMF with Hamburger's segmentation settings (bases redrawn in training)",
+    "ema": "EM attention (EMANet's unit) at `width`, between 1x1 projections (EMANet's own are 3x3)",
 }

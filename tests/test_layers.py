@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from mfnet_zoo import ASPP, DeepLabV3PlusDecoder, EMAContext, EMAUnit, FactorizationContext, FoldedFactorizationContext
-from mfnet_zoo.layers import ClassifierDecoder, atrous_rates_for
+from mfnet_zoo.layers import CONTEXTS, NMF_SETTINGS, ClassifierDecoder, atrous_rates_for, create_context, get_context_state
 
 from .conftest import randomize_bn_stats
 
@@ -242,3 +242,92 @@ def test_separable_single_conv_decoder():
     assert sum(p.numel() for p in decoder.refine.parameters()) == 304 * 9 + 304 * 256 + 2 * 256
     with pytest.raises(ValueError, match="num_convs must be 1 or 2, got 3"):
         DeepLabV3PlusDecoder(24, num_classes=5, num_convs=3)
+
+
+def hamburger_nmf2d(x: torch.Tensor, bases: torch.Tensor, steps: int, inv_t: float = 1.0) -> torch.Tensor:
+    """Hamburger's NMF2D (Enjoy-Hamburger seg/HamNet/hamburger/ham.py) written out, on unscaled features:
+    coefficients from softmax(inv_t x^T bases), ``steps`` multiplicative updates, one more coefficient update."""
+    coef = torch.softmax(inv_t * x.transpose(1, 2) @ bases, dim=-1)
+    for _ in range(steps):
+        coef = coef * (x.transpose(1, 2) @ bases) / (coef @ (bases.transpose(1, 2) @ bases) + 1e-6)
+        bases = bases * (x @ coef) / (bases @ (coef.transpose(1, 2) @ coef) + 1e-6)
+    coef = coef * (x.transpose(1, 2) @ bases) / (coef @ (bases.transpose(1, 2) @ bases) + 1e-6)
+    return bases @ coef.transpose(1, 2)
+
+
+@pytest.mark.parametrize("scale", [0.3, 4.0])
+def test_nmf_with_hamburgers_temperature_matches_nmf2d(scale):
+    # inv_t applies to the features as they are: the per-image unit scaling inside must not change the result
+    torch.manual_seed(0)
+    block = FactorizationContext(16, 8, rank=4, mode="nmf", width=12, inv_t=1.0, eval_steps=6).eval().double()
+    v = torch.rand(2, 12, 30, dtype=torch.float64) * scale
+    expected = hamburger_nmf2d(v, block.bases.unsqueeze(0).repeat(2, 1, 1), steps=6)
+    torch.testing.assert_close(block._nmf(v).double(), expected, rtol=1e-4, atol=1e-5 * scale)
+    # the default (inv_t=None) is the temperature of the unit-scale features: NMF2D with inv_t = 1 / max
+    default = FactorizationContext(16, 8, rank=4, mode="nmf", width=12, eval_steps=6).eval().double()
+    per_image = 1 / v.amax(dim=(1, 2), keepdim=True)
+    expected = hamburger_nmf2d(v, default.bases.unsqueeze(0).repeat(2, 1, 1), steps=6, inv_t=per_image)
+    torch.testing.assert_close(default._nmf(v).double(), expected, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_nmf_redraws_bases_in_training_only():
+    kwargs = dict(rank=4, mode="nmf", width=12, seed=3)
+    redraw = FactorizationContext(16, 8, redraw_bases=True, **kwargs)
+    fixed = FactorizationContext(16, 8, **kwargs)
+    fixed.load_state_dict(redraw.state_dict())
+    x = torch.rand(2, 16, 5, 5)
+    # eval starts from the seeded buffer either way, and does not touch the RNG
+    state = torch.get_rng_state()
+    torch.testing.assert_close(redraw.eval()(x), fixed.eval()(x))
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(1)
+    a = redraw.train()(x)
+    b = redraw(x)  # other bases drawn: another estimate
+    assert not torch.allclose(a, b)
+    torch.manual_seed(1)
+    torch.testing.assert_close(redraw(x), a)  # drawn from torch's RNG: seeded runs repeat
+    assert not torch.allclose(fixed.train()(x), a)
+
+
+def test_hamburger_settings_are_its_segmentation_config():
+    # Enjoy-Hamburger seg/HamNet/settings.py: TRAIN_STEPS 6, EVAL_STEPS 6, INV_T 1, RAND_INIT True; D 512, R 64
+    assert NMF_SETTINGS["hamburger"] == dict(train_steps=6, eval_steps=6, inv_t=1.0, redraw_bases=True)
+    block = FactorizationContext(2048, mode="nmf", **NMF_SETTINGS["hamburger"])
+    assert (block.width, block.rank, block.train_steps, block.eval_steps) == (512, 64, 6, 6)
+    assert block.inv_t == 1.0 and block.redraw_bases and "redraw_bases=True" in repr(block)
+    with pytest.raises(ValueError, match="inv_t must be a positive number or None"):
+        FactorizationContext(8, mode="nmf", inv_t=0)
+    with pytest.raises(TypeError, match="redraw_bases must be a bool"):
+        FactorizationContext(8, mode="nmf", redraw_bases="yes")
+
+
+def test_aspp_without_atrous_branches_is_projection_plus_image_pooling():
+    aspp = ASPP(32, 16, atrous_rates=()).eval()
+    randomize_bn_stats(aspp)
+    x = torch.randn(2, 32, 7, 9)
+    project = aspp.project[0]
+    pooled = aspp.pool(x).expand(-1, -1, 7, 9)
+    torch.testing.assert_close(aspp(x), project(torch.cat([aspp.branches[0](x), pooled], dim=1)))
+    assert len(aspp.branches) == 1
+
+
+@pytest.mark.parametrize("name", list(CONTEXTS))
+def test_every_named_context_maps_features_to_out_channels(name):
+    block = create_context(name, 24, 16, width=12, rank=4, base_size=(6, 6)).train()
+    x = torch.randn(2, 24, 6, 6)
+    out = block(x)
+    assert out.shape == (2, 16, 6, 6) and torch.isfinite(out).all()
+    out.mean().backward()
+    # no gradient: the pair-only factors (the features bypass them; the loss's MSE trains them) and EMANet's
+    # first EM conv (its output feeds only the EM iterations, which run without gradient, as in EMANet)
+    no_gradient = {"pair-only": {"Y", "Z"}, "ema": {"1.conv1.weight", "1.conv1.bias"}}.get(name, set())
+    assert {n for n, p in block.named_parameters() if p.grad is None} == no_gradient
+    assert get_context_state(block) == ("pair-only" if name == "pair-only" else
+                                        "on" if name in ("static", "nmf", "nmf-hamburger") else None)
+
+
+def test_create_context_rejects_unknown_names_and_bad_sizes():
+    with pytest.raises(ValueError, match=r"unknown context 'gap'; available: \('none', 'pool'"):
+        create_context("gap", 8)
+    with pytest.raises(ValueError, match="width must be a positive int"):
+        create_context("static", 8, width=0)

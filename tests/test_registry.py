@@ -6,7 +6,7 @@ import mfnet_zoo
 from mfnet_zoo import create_model, is_model, list_models, model_entrypoint, register_model
 from mfnet_zoo._registry import default_encoder_weights, split_model_name_tag
 
-ALL_NAMES = ["deeplabv3plus", "deeplabv3plus_r101", "deeplabv3plus_r50", "emanet", "emanet_r101",
+ALL_NAMES = ["context_deeplab", "deeplabv3plus", "deeplabv3plus_r101", "deeplabv3plus_r50", "emanet", "emanet_r101",
              "emanet_r50", "mfnet", "mfnet_lite", "mfnet_lite_r50", "mfnet_r101", "mfnet_r50"]
 
 
@@ -139,5 +139,5 @@ def test_every_registered_model_is_in_the_tiny_set_or_says_why():
     assert untested_reason("mfnet_r50") == ("a fixed-encoder variant of 'mfnet', whose tiny instances test the "
                                             "same blocks")
     assert get_model_family("mfnet_lite_r50") == "mfnet_lite" and get_model_family("emanet") == "emanet"
-    assert {n for n, _ in TINY} == {"mfnet", "mfnet_lite", "deeplabv3plus", "emanet"}
+    assert {n for n, _ in TINY} == {"mfnet", "mfnet_lite", "deeplabv3plus", "emanet", "context_deeplab"}
     assert [kw.get("mode") for n, kw in TINY if n == "mfnet"] == [None, "nmf"]  # each context mode

@@ -1,13 +1,15 @@
 """Composable blocks: context modules (B x C_in x h x w -> B x 256 x h x w) and decoders."""
 from .aspp import ASPP, atrous_rates_for
+from .contexts import CONTEXTS, create_context
 from .context import (CONTEXT_STATES, Reconstruction, get_context_state, provides_reconstruction,
                       set_context_state)
 from .decoder import ClassifierDecoder, DeepLabV3PlusDecoder
 from .ema import EMAContext, EMAUnit
-from .factorization import FactorizationContext, FoldedFactorizationContext
+from .factorization import NMF_SETTINGS, FactorizationContext, FoldedFactorizationContext
 
 __all__ = [
     "ASPP",
+    "CONTEXTS",
     "CONTEXT_STATES",
     "ClassifierDecoder",
     "DeepLabV3PlusDecoder",
@@ -15,8 +17,10 @@ __all__ = [
     "EMAUnit",
     "FactorizationContext",
     "FoldedFactorizationContext",
+    "NMF_SETTINGS",
     "Reconstruction",
     "atrous_rates_for",
+    "create_context",
     "get_context_state",
     "provides_reconstruction",
     "set_context_state",

@@ -25,14 +25,15 @@ class ASPP(nn.Module):
     A 1x1 branch, one dilated 3x3 branch per rate, and image pooling (global average,
     1x1 conv, BN, ReLU, broadcast back), concatenated and projected by 1x1 conv + BN + ReLU
     and dropout. As the paper's code (and torchvision), the pooling branch has a BatchNorm
-    over a 1 x 1 map, so training needs a batch of at least 2.
+    over a 1 x 1 map, so training needs a batch of at least 2. ``atrous_rates=()`` leaves the
+    1x1 branch and image pooling: ParseNet's global context, the "pool" context of the context study.
     """
 
     def __init__(self, in_channels: int, out_channels: int = 256,
                  atrous_rates: Sequence[int] = (6, 12, 18), dropout: float = 0.5) -> None:
         super().__init__()
-        if not atrous_rates or any(isinstance(r, bool) or not isinstance(r, int) or r <= 0 for r in atrous_rates):
-            raise ValueError(f"atrous_rates must be positive ints, got {atrous_rates!r}")
+        if any(isinstance(r, bool) or not isinstance(r, int) or r <= 0 for r in atrous_rates):
+            raise ValueError(f"atrous_rates must be positive ints (or empty: no atrous branch), got {atrous_rates!r}")
         self.atrous_rates = tuple(atrous_rates)
         self.in_channels = in_channels
         self.branches = nn.ModuleList(
