@@ -9,7 +9,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._constants import AMP_CHOICES, CONVERT_SOURCES, DATASETS, EVAL_PROTOCOLS, PRESET_DESCRIPTIONS
+from ._constants import (AMP_CHOICES, CONTEXT_DESCRIPTIONS, CONVERT_SOURCES, DATASETS, EVAL_PROTOCOLS,
+                         PRESET_DESCRIPTIONS)
 from .version import __version__
 
 __all__ = ["main"]
@@ -66,8 +67,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sbd-root", help="SBD folder (img/, cls/, train.txt, val.txt) for --data voc-aug")
     p.add_argument("--download", action="store_true", help="let torchvision download VOC / SBD")
     p.add_argument("--skip-bad", action="store_true", help="--data folder: leave out (and count) bad pairs")
-    p.add_argument("--synthetic-size", type=int, default=1600, help="training scenes for --data synthetic")
-    p.add_argument("--image-size", type=int, default=64, help="scene size for --data synthetic")
+    p.add_argument("--synthetic-size", type=int, default=1600, help="training scenes for --data synthetic*")
+    p.add_argument("--image-size", type=int, help="scene size for --data synthetic* (default: 64; the context "
+                   "study's scenes, synthetic-local/-global/-global-nocue: 224)")
     p.add_argument("--batch-size", type=int, help="default: the preset's")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -108,7 +110,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = rerun_config(args.config, args.preset, PRESETS[args.preset]).replace(**changes)
     generator = seed_everything(cfg.seed)
     val_set, classes = _dataset(args, "val", None)
-    model_kwargs = {"encoder": args.encoder} if args.encoder else {}
+    model_kwargs = {k: v for k, v in (("encoder", args.encoder), ("context", args.context)) if v}
     overlay = {k: v for k, v in (("mean", args.mean), ("std", args.std)) if v is not None}
     for key, value in overlay.items():
         if len(value) != 3 or (key == "std" and min(value) <= 0):
@@ -137,7 +139,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                   "preset": args.preset, "model": {"encoder_weights": encoder_weights or "none"},
                   "data": data_record(args.data, root=args.data_root, sbd_root=args.sbd_root, classes=classes,
                                       train_images=len(train_set), eval_images=len(val_set),
-                                      image_size=args.image_size if args.data == "synthetic" else None)}
+                                      image_size=train_set.size if args.data.startswith("synthetic") else None)}
     history = Trainer(model, train_loader, val_loader, cfg, args.out, device=device, class_names=classes,
                       progress=not args.no_progress, resume=args.resume, run_config=run_config).fit()
     if rank == 0:
@@ -326,7 +328,10 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=tuple(PRESET_DESCRIPTIONS), default="default",
                    help="the recipe: optimizer, schedule, groups, loss, augmentation, validation protocol "
                         "(default: default)")
-    p.add_argument("--encoder", help="timm encoder for the generic families (mfnet, deeplabv3plus, emanet)")
+    p.add_argument("--encoder", help="timm encoder for the generic families (mfnet, deeplabv3plus, emanet, "
+                   "context_deeplab)")
+    p.add_argument("--context", choices=tuple(CONTEXT_DESCRIPTIONS),
+                   help="context_deeplab's context block (docs/context-study.md compares them)")
     p.add_argument("--encoder-weights", metavar="TAG|none",
                    help="timm pretrained tag for the encoder (e.g. tv_in1k), or none for a random encoder; default: "
                         "ImageNet weights from the Hub (the paper models' tv_in1k tag, timm's default tag for "

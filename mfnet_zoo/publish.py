@@ -44,7 +44,9 @@ MODEL_DIR = "model"  # the save_pretrained folder of a run
 RUN_FORMAT = 1
 NOT_RERUN = ("config", "out", "resume", "push_to_hub")  # CLI options a rerun from run.json does not take over
 EVAL_KEYS = ("mIoU", "fwIoU", "pixel_acc", "mean_acc")
-DATASET_NAMES = {"synthetic": "mfnet_zoo synthetic shapes", "voc": "PASCAL VOC 2012",
+DATASET_NAMES = {"synthetic": "mfnet_zoo synthetic shapes", "synthetic-local": "mfnet_zoo context scenes (local)",
+                 "synthetic-global": "mfnet_zoo context scenes (global)",
+                 "synthetic-global-nocue": "mfnet_zoo context scenes (global, cue removed)", "voc": "PASCAL VOC 2012",
                  "voc-aug": "PASCAL VOC 2012 with SBD (train_aug)"}
 
 

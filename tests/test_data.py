@@ -6,10 +6,11 @@ import torch
 from PIL import Image, ImageOps
 from torchvision import tv_tensors
 
-from mfnet_zoo.data import (VOC_CLASSES, FixScaleCrop, FolderDataset, RandomGaussianBlur, RandomScale,
-                            RandomScaleCrop, SyntheticShapes, VOCAugSegmentation, VOCSegmentation, apply_orientation,
-                            build_eval_transforms, build_train_transforms, eval_transforms, load_image, load_mask,
-                            paper_eval_transforms, paper_train_transforms, pil_gaussian_blur, render_scene,
+from mfnet_zoo.data import (CONTEXT_CLASSES, SYNTHETIC_CLASSES, VOC_CLASSES, FixScaleCrop, FolderDataset,
+                            RandomGaussianBlur, RandomScale, RandomScaleCrop, SyntheticShapes, VOCAugSegmentation,
+                            VOCSegmentation, apply_orientation, build_dataset, build_eval_transforms,
+                            build_train_transforms, eval_transforms, load_image, load_mask, paper_eval_transforms,
+                            paper_train_transforms, pil_gaussian_blur, render_context_scene, render_scene,
                             train_transforms, write_synthetic_dataset)
 from mfnet_zoo.data.synthetic import _shape_mask
 
@@ -301,3 +302,50 @@ def test_voc_aug_is_sbd_plus_voc_train_minus_voc_val(tmp_path):
     assert (masks["s1"] == 3).all() and (masks["v1"] == 7).all()
     with pytest.raises(FileNotFoundError, match="SBD .*not found"):
         VOCAugSegmentation(tmp_path / "voc", tmp_path / "nowhere")
+
+
+def test_context_scenes_share_the_layout_and_differ_in_where_the_orientation_is():
+    for index in range(6):
+        local_image, local_mask = render_context_scene(index, 224, seed=2, rule="local")
+        global_image, global_mask = render_context_scene(index, 224, seed=2, rule="global")
+        nocue_image, nocue_mask = render_context_scene(index, 224, seed=2, rule="global-nocue")
+        assert torch.equal(global_mask, nocue_mask)
+        objects = global_mask > 0
+        assert torch.equal(local_mask > 0, objects) and objects.any()
+        # the same background and marker; the objects striped in the local scenes only
+        assert torch.equal(local_image[:, ~objects], global_image[:, ~objects])
+        stripes = (local_image - global_image)[:, objects]  # colour x (stripe - its mean), the same noise
+        assert stripes.abs().mean() > 0.05 and (stripes > 0).any() and (stripes < 0).any()
+        # the shape is the same under both rules; in the global scenes one orientation (the marker's) for all
+        assert torch.equal((local_mask[objects] - 1) // 2, (global_mask[objects] - 1) // 2)
+        assert ((global_mask[objects] - 1) % 2).unique().numel() == 1
+        marker = (global_image != nocue_image).any(dim=0)
+        assert marker.sum() == 34 * 134  # the marker, and nothing else, is painted over
+        marker_cols, object_cols = marker.any(dim=0).nonzero(), objects.any(dim=0).nonzero()
+        assert (object_cols[:, None] - marker_cols[None, :]).abs().min() >= 112  # half the side, beyond the field
+    assert torch.equal(render_context_scene(3, 224, 0)[1], render_context_scene(3, 224, 0)[1])
+    with pytest.raises(ValueError, match="rule must be 'local', 'global' or 'global-nocue'"):
+        render_context_scene(0, 224, rule="nearby")
+
+
+def test_context_scene_labels_follow_their_rule():
+    # local: an object's orientation class is its own stripes; global: every object takes the marker's
+    labels_local, labels_global = set(), set()
+    for index in range(40):
+        labels_local |= set(render_context_scene(index, 224, rule="local")[1].unique().tolist())
+        _, mask = render_context_scene(index, 224, rule="global")
+        labels_global |= set(mask.unique().tolist())
+    assert labels_local == labels_global == set(range(7))
+
+
+@pytest.mark.parametrize("name, scenes, size", [("synthetic", "shapes", 64), ("synthetic-global", "global", 224),
+                                                ("synthetic-global-nocue", "global-nocue", 224)])
+def test_build_dataset_names_every_scene_family(name, scenes, size):
+    train, classes = build_dataset(name, "train", synthetic_size=16)
+    val, _ = build_dataset(name, "val", synthetic_size=16)
+    assert train.scenes == val.scenes == scenes and train.size == size and len(val) == 16
+    assert classes == list(CONTEXT_CLASSES if scenes != "shapes" else SYNTHETIC_CLASSES)
+    image, mask = val[0]
+    assert image.shape == (3, size, size) and int(mask.max()) < len(classes)
+    with pytest.raises(ValueError, match="scenes must be one of"):
+        SyntheticShapes(4, 64, scenes="far")

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 
 from mfnet_zoo import create_model
 from mfnet_zoo.cli import main
-from mfnet_zoo.data import SyntheticShapes, eval_transforms, train_transforms
+from mfnet_zoo.data import CONTEXT_CLASSES, SyntheticShapes, eval_transforms, train_transforms
 from mfnet_zoo.losses import SegmentationLoss
 from mfnet_zoo.train import (PRESETS, TrainConfig, Trainer, build_optimizer, build_param_groups, evaluate,
                              load_checkpoint, seed_everything, train_one_epoch)
@@ -251,6 +251,17 @@ def test_cli_train_then_eval(tmp_path, capsys):
     assert 0 <= json.loads(capsys.readouterr().out)["mIoU"] <= 1
     assert main(["train", "mfnet", "--data", "voc", "--no-progress"]) == 2
     assert "--data voc needs --data-root" in capsys.readouterr().err
+
+
+def test_cli_trains_any_context_on_the_context_scenes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "context_deeplab", "--context", "pool", "--encoder", "test_resnet", "--encoder-weights",
+                 "none", "--data", "synthetic-global", "--synthetic-size", "8", "--image-size", "48", "--crop-size",
+                 "48", "--epochs", "1", "--batch-size", "4", "--out", str(out), "--no-progress"]) == 0
+    assert "| circle-v |" in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())
+    assert run["model"]["model_args"]["context"] == "pool" and run["data"]["image_size"] == 48
+    assert run["data"]["classes"] == list(CONTEXT_CLASSES)
 
 
 def test_cli_train_and_eval_normalise_as_the_model_says(tmp_path, monkeypatch, capsys):

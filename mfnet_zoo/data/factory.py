@@ -14,23 +14,26 @@ from .voc import VOC_CLASSES, VOCAugSegmentation, VOCSegmentation
 __all__ = ["DATASETS", "build_dataset"]
 
 
-
 def build_dataset(name: str, split: str, transforms: Callable | None = None, *, root: str | Path | None = None,
                   sbd_root: str | Path | None = None, download: bool = False, num_classes: int | None = None,
                   skip_bad: bool = False, synthetic_size: int = 1600,
-                  image_size: int = 64) -> tuple[Dataset, Sequence[str]]:
+                  image_size: int | None = None) -> tuple[Dataset, Sequence[str]]:
     """The dataset ``name`` (one of :data:`DATASETS`) for ``split`` and its class names.
 
     - ``synthetic``: rendered scenes, ``synthetic_size`` for 'train' (seed 0), an eighth (at least 16)
-      otherwise (seed 1), ``image_size`` pixels square;
+      otherwise (seed 1), ``image_size`` pixels square (default 64);
+    - ``synthetic-local``, ``synthetic-global``, ``synthetic-global-nocue``: the context study's scenes
+      (:func:`~mfnet_zoo.data.render_context_scene`), the same sizes and seeds, default 224 pixels;
     - ``folder``: :class:`FolderDataset` under ``root`` (``num_classes`` checks labels, ``skip_bad``);
     - ``voc``: VOC 2012 under ``root``; ``voc-aug``: SBD's train_aug (``sbd_root``) for 'train', VOC otherwise.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; available: {DATASETS}")
-    if name == "synthetic":
-        ds = SyntheticShapes(synthetic_size if split == "train" else max(synthetic_size // 8, 16), image_size,
-                             seed=0 if split == "train" else 1, transforms=transforms)
+    if name.startswith("synthetic"):
+        scenes = name.removeprefix("synthetic").removeprefix("-") or "shapes"
+        size = image_size or (64 if scenes == "shapes" else 224)
+        ds = SyntheticShapes(synthetic_size if split == "train" else max(synthetic_size // 8, 16), size,
+                             seed=0 if split == "train" else 1, transforms=transforms, scenes=scenes)
         return ds, list(ds.classes)
     if root is None:
         raise ValueError(f"--data {name} needs --data-root: the dataset's root folder (root=)")

@@ -3,10 +3,15 @@
 Built in so that the demo, the tests and the examples train on real images and masks without
 any download. Every scene is a pure function of (seed, index): the dataset is deterministic,
 needs no disk, and can also be written out in the folder layout of :class:`FolderDataset`.
+
+Four families (``SyntheticShapes(scenes=...)``): ``"shapes"`` (the demo's: five shapes, the class is the
+shape) and the context study's three, which share one layout and differ in where the part of the label
+that is not the shape comes from (:func:`render_context_scene`): ``"local"``, ``"global"``, ``"global-nocue"``.
 """
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -14,9 +19,13 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.io import write_png
 
-__all__ = ["SYNTHETIC_CLASSES", "SyntheticShapes", "render_scene", "write_synthetic_dataset"]
+__all__ = ["CONTEXT_CLASSES", "SCENES", "SYNTHETIC_CLASSES", "SyntheticShapes", "render_context_scene",
+           "render_scene", "write_synthetic_dataset"]
 
 SYNTHETIC_CLASSES = ("background", "circle", "square", "triangle", "ring", "cross")
+# the context scenes: shape x stripe orientation ("v" vertical, "h" horizontal); whose stripes decide
+# (the object's own, or a marker's far away) is the family's rule
+CONTEXT_CLASSES = ("background", "circle-v", "circle-h", "square-v", "square-h", "triangle-v", "triangle-h")
 
 
 def _shape_mask(kind: int, u: torch.Tensor, v: torch.Tensor, r: float) -> torch.Tensor:
@@ -75,19 +84,103 @@ def render_scene(index: int, size: int = 128, seed: int = 0, max_objects: int = 
     return image.clamp(0, 1), mask
 
 
+def _stripes(size: int, vertical: bool) -> torch.Tensor:
+    """S x S square wave in {0, 1}, period S / 28 (8 px at 224), varying along x (vertical) or y."""
+    period = max(4, round(size / 28))
+    ramp = torch.arange(size).div(period / 2, rounding_mode="floor").remainder(2).float()
+    return ramp.expand(size, size) if vertical else ramp[:, None].expand(size, size)
+
+
+# the context scenes' layout, as fractions of the size S (pixels at S = 224): a marker 0.15 S wide (34) and
+# 0.6 S tall (134), centred 0.1 S (22) from one side edge; every object pixel at least 0.5 S (112) beyond its
+# far edge. That is more than the reach of a logit of the context study's model without a context block
+# (test_resnet at stride 16 + the DeepLabV3+ decoder: +-105 px, measured by benchmarks/context_study.py), so
+# at 224 no logit of an object depends on the marker except through the context block.
+_MARKER_WIDTH, _MARKER_HEIGHT, _MARKER_OFFSET, _MARKER_GAP = 0.15, 0.6, 0.1, 0.5
+
+
+def render_context_scene(index: int, size: int = 224, seed: int = 0, rule: str = "global",
+                         max_objects: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Context scene ``index``: (image 3 x S x S float in [0, 1], mask S x S int64 in [0, 7)).
+
+    Every scene has 1 to ``max_objects`` circles, squares or triangles on one side and a black-and-white
+    striped marker (vertical or horizontal stripes) on the other, far beyond the objects' receptive field
+    (see the layout above). The label of an object is its shape and an orientation taken from:
+
+    - ``"local"``: the object's own stripes (each object is filled with coloured stripes, drawn per
+      object; the marker is drawn too, a distractor);
+    - ``"global"``: the marker's stripes; the objects are filled plain, so without image-wide context a
+      model can only guess between the two classes of a shape;
+    - ``"global-nocue"``: as ``"global"`` with the marker painted over: the floor of that guess.
+
+    For one ``index`` the three rules draw the same layout, shapes, colours and marker.
+    """
+    if rule not in ("local", "global", "global-nocue"):
+        raise ValueError(f"rule must be 'local', 'global' or 'global-nocue', got {rule!r}")
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
+    image = _texture(size, generator)
+    mask = torch.zeros(size, size, dtype=torch.int64)
+    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                          indexing="ij")
+    stripes = {True: _stripes(size, True), False: _stripes(size, False)}
+    marker_vertical = bool(torch.rand(1, generator=generator) < 0.5)
+    marker_left = bool(torch.rand(1, generator=generator) < 0.5)
+    width, height = max(4, round(_MARKER_WIDTH * size)), round(_MARKER_HEIGHT * size)
+    x0 = round(_MARKER_OFFSET * size) - width // 2
+    y0 = int(torch.randint(size - height + 1, (1,), generator=generator))
+    far_edge = x0 + width + _MARKER_GAP * size  # objects start here (marker on the left)
+    n_objects = 1 + int(torch.randint(max_objects, (1,), generator=generator))
+    for _ in range(n_objects):
+        shape = int(torch.randint(3, (1,), generator=generator))  # circle, square, triangle
+        vertical = bool(torch.rand(1, generator=generator) < 0.5)
+        r = size * (0.08 + 0.03 * float(torch.rand(1, generator=generator)))
+        reach = 1.2 * r  # the triangle's circumradius, the largest of the three
+        lo, hi = far_edge + reach, size - 1 - reach
+        cx = lo + (hi - lo) * float(torch.rand(1, generator=generator))
+        cy = reach + (size - 1 - 2 * reach) * float(torch.rand(1, generator=generator))
+        theta = float(torch.rand(1, generator=generator)) * 2 * math.pi
+        dx, dy = x - cx, y - cy
+        u, v = dx * math.cos(theta) + dy * math.sin(theta), -dx * math.sin(theta) + dy * math.cos(theta)
+        inside = _shape_mask(shape + 1, u, v, r)
+        colour = 0.3 + 0.7 * torch.rand(3, 1, 1, generator=generator)
+        pattern = 0.45 + 0.55 * stripes[vertical] if rule == "local" else 0.725  # plain: the stripes' mean
+        fill = colour * pattern + 0.05 * torch.randn(3, size, size, generator=generator)
+        image = torch.where(inside, fill, image)
+        orientation = vertical if rule == "local" else marker_vertical
+        mask[inside] = 1 + 2 * shape + (0 if orientation else 1)
+    if rule != "global-nocue":
+        image[:, y0:y0 + height, x0:x0 + width] = stripes[marker_vertical][y0:y0 + height, x0:x0 + width]
+    if not marker_left:  # the mirrored layout: marker on the right, objects on the left
+        image, mask = image.flip(-1), mask.flip(-1)
+    return image.clamp(0, 1), mask
+
+
+# scenes=... of SyntheticShapes: renderer (index, size, seed) -> (image, mask), and the class names
+SCENES = {
+    "shapes": (render_scene, SYNTHETIC_CLASSES),
+    **{rule: (partial(render_context_scene, rule=rule), CONTEXT_CLASSES)
+       for rule in ("local", "global", "global-nocue")},
+}
+
+
 class SyntheticShapes(Dataset):
     """``length`` synthetic scenes of ``size`` x ``size``, rendered on first access and kept in memory.
 
+    ``scenes``: one of :data:`SCENES`: ``"shapes"`` (the demo's, :func:`render_scene`) or the context
+    study's ``"local"``, ``"global"``, ``"global-nocue"`` (:func:`render_context_scene`, 224 and above).
     Items: ``transforms(image, mask)`` with a uint8 tv_tensors.Image (3 x S x S) and an int64
     tv_tensors.Mask (S x S), like the scenes written to disk and the other datasets here.
     """
 
-    classes = SYNTHETIC_CLASSES
-
-    def __init__(self, length: int = 512, size: int = 128, seed: int = 0, transforms=None) -> None:
+    def __init__(self, length: int = 512, size: int = 128, seed: int = 0, transforms=None,
+                 scenes: str = "shapes") -> None:
         if length <= 0 or size < 16:
             raise ValueError(f"need length > 0 and size >= 16, got length={length}, size={size}")
+        if scenes not in SCENES:
+            raise ValueError(f"scenes must be one of {tuple(SCENES)}, got {scenes!r}")
         self.length, self.size, self.seed, self.transforms = length, size, seed, transforms
+        self.scenes = scenes
+        self._render, self.classes = SCENES[scenes]
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __len__(self) -> int:
@@ -97,7 +190,7 @@ class SyntheticShapes(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} scenes")
         if index not in self._cache:
-            image, mask = render_scene(index, self.size, self.seed)
+            image, mask = self._render(index, self.size, self.seed)
             self._cache[index] = ((image * 255).round().to(torch.uint8), mask)
         image, mask = self._cache[index]
         image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
