@@ -153,6 +153,17 @@ def marker_gap(size: int, scenes: int, seed: int = 1) -> int:
     return gap
 
 
+def majority_orientation(size: int, scenes: int, seed: int = 1) -> float:
+    """The orientation accuracy of always answering, for each shape, the orientation most of its pixels have in
+    the ``scenes`` held-out global scenes: what a model that ignores the marker can reach (0.5 plus the val
+    set's imbalance)."""
+    counts = torch.zeros(7, dtype=torch.int64)
+    for index in range(scenes):
+        counts += torch.bincount(render_context_scene(index, size, seed, "global")[1].flatten(), minlength=7)
+    pairs = counts[1:].view(3, 2)
+    return (pairs.max(dim=1).values.sum() / pairs.sum()).item()
+
+
 # -- one run ---------------------------------------------------------------------------------------------------
 def orientation_accuracy(confusion: torch.Tensor) -> float:
     """Of the object pixels given the right shape, the share also given the right stripe orientation
@@ -246,7 +257,7 @@ def _verdict(a: dict, b: dict, key: str) -> str:
     return "above" if a[key]["mean"] > b[key]["mean"] else "below"
 
 
-def reading(table: dict, study: Study) -> list[str]:
+def reading(table: dict, study: Study, majority: float, runs: list[dict]) -> list[str]:
     """Sentences drawn from the numbers alone (the page's reading; the docs' advice builds on them).
     "Above"/"below" means the means differ by more than twice the larger of the two seed standard deviations."""
     lines = []
@@ -254,14 +265,20 @@ def reading(table: dict, study: Study) -> list[str]:
     if floor:
         f = statistics.fmean(e["orientation_acc"]["mean"] for e in floor.values())
         lines.append(f"With the marker painted over, the models get the orientation of {f:.3f} of the object pixels "
-                     "right on average over the contexts (0.5 is a coin flip): the floor of the global scenes.")
+                     f"right on average over the contexts (range {min(e['orientation_acc']['mean'] for e in floor.values()):.3f}"
+                     f"-{max(e['orientation_acc']['mean'] for e in floor.values()):.3f}); always answering each shape's "
+                     f"majority orientation of the held-out set gives {majority:.3f}: the floor of the "
+                     "global scenes.")
     if "none" in glob:
         n = glob["none"]
         for context in study.contexts:
             if context == "none" or context not in glob:
                 continue
             g = glob[context]
-            lines.append(f"Global scenes, `{context}`: orientation {_pm(g, 'orientation_acc')}, "
+            seeds = [r for r in runs if r["family"] == "global" and r["context"] == context]
+            solved = sum(r["orientation_acc"] >= 0.95 for r in seeds)
+            lines.append(f"Global scenes, `{context}`: read the marker (orientation >= 0.95) in {solved} of "
+                         f"{len(seeds)} seeds; orientation {_pm(g, 'orientation_acc')}, "
                          f"{_verdict(g, n, 'orientation_acc')} no context ({_pm(n, 'orientation_acc')}); mIoU "
                          f"{_pm(g, 'mIoU')}, {_verdict(g, n, 'mIoU')} no context ({_pm(n, 'mIoU')}).")
     if local and "none" in local:
@@ -294,8 +311,8 @@ def plot(path: Path, table: dict, study: Study) -> None:
             ax.axhline(0.5, color="k", linestyle=":", linewidth=1)
         ax.set_xticks(range(len(contexts)), contexts, rotation=30, ha="right")
         ax.set_title(title)
-        ax.set_ylim(0, 1)
-    axes[0].legend(loc="lower left", fontsize=8)
+        ax.set_ylim(0, 1.18)
+    axes[0].legend(loc="upper center", ncol=3, fontsize=8)
     fig.suptitle(f"context blocks on {ENCODER} + DeepLabV3+ decoder, {study.image_size} px; mean ± std over "
                  f"{len(study.seeds)} seed(s)", fontsize=10)
     fig.tight_layout()
@@ -386,8 +403,10 @@ def write_page(path: Path, result: dict, img_prefix: str) -> None:
         "",
         "## Results",
         "",
-        f"mIoU and orientation accuracy (of the object pixels given the right shape, the share given the right "
-        f"orientation; 0.5 is a coin flip), mean ± standard deviation over the seeds.",
+        "mIoU and orientation accuracy (of the object pixels given the right shape, the share given the right "
+        f"orientation; 0.5 is a coin flip, {result['orientation_majority']:.3f} always answering the held-out "
+        "set's majority orientation of each shape), mean ± standard deviation over the seeds (the control: one "
+        "seed).",
         "",
         "| context | " + " | ".join(f"{f} mIoU" for f in FAMILIES) + " | "
         + " | ".join(f"{f} orientation" for f in FAMILIES) + " |",
@@ -414,7 +433,12 @@ def write_page(path: Path, result: dict, img_prefix: str) -> None:
         b, w = costs[c]["context"], costs[c]["model"]
         lines.append(f"| `{c}` | {b['parameters']:,} | {b['macs'] / 1e6:.1f} | {b['median_ms']:.2f} | "
                      f"{w['parameters']:,} | {w['macs'] / 1e9:.2f} | {w['median_ms']:.1f} |")
-    lines += ["", "## Reading", "", *[f"- {s}" for s in result["reading"]], ""]
+    lines += ["", "## Reading", "", *[f"- {s}" for s in result["reading"]], "",
+              "Limits: a 0.4M-parameter encoder trained from scratch for a fixed, short budget on synthetic scenes; "
+              "'within the seeds' noise' uses twice the larger standard deviation of three seeds, a coarse test, and "
+              "runs that read the marker in some seeds and not in others (orientation 1.0 or the floor) have a large "
+              "spread, so for them it means 'not reliably', not 'no effect'. Per-seed results are in the JSON. Run "
+              "times are medians because three runs shared the machine with the test suite.", ""]
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))
 
@@ -450,7 +474,9 @@ def main(argv: list[str] | None = None) -> dict:
         result = json.loads((Path(args.out_dir) / "context-study.json").read_text())
         study = Study(**{k: tuple(v) if isinstance(v, list) else v for k, v in result["study"].items()})
         result["summary"] = summarize(result["runs"], study)
-        result["reading"] = reading(result["summary"], study)
+        if "orientation_majority" not in result:
+            result["orientation_majority"] = majority_orientation(study.image_size, study.val_scenes)
+        result["reading"] = reading(result["summary"], study, result["orientation_majority"], result["runs"])
         with atomic_path(Path(args.out_dir) / "context-study.json") as tmp:
             tmp.write_text(json.dumps(result, indent=1))
         plot(Path(args.out_dir) / "img" / "context_study.png", result["summary"], study)
@@ -479,11 +505,13 @@ def main(argv: list[str] | None = None) -> dict:
     result["receptive_field"] = previous.get("receptive_field") or {
         "theoretical": theoretical_field(init_model, study.image_size),
         "marker_gap": marker_gap(study.image_size, study.val_scenes)}
+    result["orientation_majority"] = previous.get("orientation_majority") or majority_orientation(
+        study.image_size, study.val_scenes)
 
     def save() -> None:
         result["wall_minutes"] = previous.get("wall_minutes", 0.0) + (time.perf_counter() - start) / 60
         result["summary"] = summarize(result["runs"], study)
-        result["reading"] = reading(result["summary"], study)
+        result["reading"] = reading(result["summary"], study, result["orientation_majority"], result["runs"])
         with atomic_path(json_path) as tmp:
             tmp.write_text(json.dumps(result, indent=1))
 
