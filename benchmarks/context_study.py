@@ -70,6 +70,11 @@ class Study:
                     channels=self.channels, width=self.width, rank=self.rank, base_size=(grid, grid), separable=True,
                     pretrained_cfg_overlay=dict(mean=IMAGENET_MEAN, std=IMAGENET_STD))
 
+    @classmethod
+    def from_json(cls, record: dict) -> Study:
+        """The study a JSON record describes (its lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
+
     def train_config(self, seed: int):
         return DEMO_CONFIG.replace(epochs=self.epochs, batch_size=self.batch_size, crop_size=self.image_size,
                                    seed=seed, amp="bf16")
@@ -139,29 +144,25 @@ def effective_field(model: nn.Module, images: torch.Tensor) -> dict:
             "logits": _radii(_centre_gradient(model, _logits, images))}
 
 
-def marker_gap(size: int, scenes: int, seed: int = 1) -> int:
-    """Smallest column distance (px) between a marker pixel and an object pixel over ``scenes`` held-out global
-    scenes: a logit whose field reaches less than this cannot see the marker from any object."""
-    gap = size
+def held_out_facts(size: int, scenes: int, seed: int = 1) -> tuple[int, float]:
+    """Two facts of the ``scenes`` held-out global scenes, from one pass over them:
+
+    - the marker gap: the smallest column distance (px) between a marker pixel and an object pixel; a logit
+      whose field reaches less than this cannot see the marker from any object;
+    - the majority orientation accuracy: always answering, for each shape, the orientation most of its pixels
+      have; what a model that ignores the marker can reach (0.5 plus the set's imbalance).
+    """
+    gap, counts = size, torch.zeros(7, dtype=torch.int64)
     for index in range(scenes):
         image, mask = render_context_scene(index, size, seed, "global")
         blank, _ = render_context_scene(index, size, seed, "global-nocue")
+        counts += torch.bincount(mask.flatten(), minlength=7)
         marker_cols = (image != blank).any(dim=0).any(dim=0).nonzero().flatten()
         object_cols = (mask > 0).any(dim=0).nonzero().flatten()
         if len(marker_cols) and len(object_cols):
             gap = min(gap, int((object_cols[:, None] - marker_cols[None, :]).abs().min()))
-    return gap
-
-
-def majority_orientation(size: int, scenes: int, seed: int = 1) -> float:
-    """The orientation accuracy of always answering, for each shape, the orientation most of its pixels have in
-    the ``scenes`` held-out global scenes: what a model that ignores the marker can reach (0.5 plus the val
-    set's imbalance)."""
-    counts = torch.zeros(7, dtype=torch.int64)
-    for index in range(scenes):
-        counts += torch.bincount(render_context_scene(index, size, seed, "global")[1].flatten(), minlength=7)
     pairs = counts[1:].view(3, 2)
-    return (pairs.max(dim=1).values.sum() / pairs.sum()).item()
+    return gap, (pairs.max(dim=1).values.sum() / pairs.sum()).item()
 
 
 # -- one run ---------------------------------------------------------------------------------------------------
@@ -289,6 +290,12 @@ def reading(table: dict, study: Study, majority: float, runs: list[dict]) -> lis
     return lines
 
 
+def summarize_into(result: dict, study: Study) -> None:
+    """The summary table and the reading of ``result["runs"]``, stored in ``result``."""
+    result["summary"] = summarize(result["runs"], study)
+    result["reading"] = reading(result["summary"], study, result["orientation_majority"], result["runs"])
+
+
 def plot(path: Path, table: dict, study: Study) -> None:
     import matplotlib
 
@@ -337,7 +344,7 @@ def scenes_figure(path: Path, data: dict, models: dict) -> None:
 
 
 def write_page(path: Path, result: dict, img_prefix: str) -> None:
-    study = Study(**{k: tuple(v) if isinstance(v, list) else v for k, v in result["study"].items()})
+    study = Study.from_json(result["study"])
     table, costs = result["summary"], result["cost"]
     field, m = result["receptive_field"], result["machine"]
     gap = field["marker_gap"]
@@ -472,11 +479,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.from_json:
         result = json.loads((Path(args.out_dir) / "context-study.json").read_text())
-        study = Study(**{k: tuple(v) if isinstance(v, list) else v for k, v in result["study"].items()})
-        result["summary"] = summarize(result["runs"], study)
-        if "orientation_majority" not in result:
-            result["orientation_majority"] = majority_orientation(study.image_size, study.val_scenes)
-        result["reading"] = reading(result["summary"], study, result["orientation_majority"], result["runs"])
+        study = Study.from_json(result["study"])
+        summarize_into(result, study)
         with atomic_path(Path(args.out_dir) / "context-study.json") as tmp:
             tmp.write_text(json.dumps(result, indent=1))
         plot(Path(args.out_dir) / "img" / "context_study.png", result["summary"], study)
@@ -501,17 +505,18 @@ def main(argv: list[str] | None = None) -> dict:
               "runs": previous.get("runs", []), "wall_minutes": previous.get("wall_minutes", 0.0)}
     print(f"context study: {len(study.contexts)} contexts; measuring cost and the receptive field first", flush=True)
     result["cost"] = previous.get("cost") or cost(study)
-    init_model = create_model("context_deeplab", **study.model_kwargs("none"))
-    result["receptive_field"] = previous.get("receptive_field") or {
-        "theoretical": theoretical_field(init_model, study.image_size),
-        "marker_gap": marker_gap(study.image_size, study.val_scenes)}
-    result["orientation_majority"] = previous.get("orientation_majority") or majority_orientation(
-        study.image_size, study.val_scenes)
+    if previous:
+        result["receptive_field"], result["orientation_majority"] = (previous["receptive_field"],
+                                                                     previous["orientation_majority"])
+    else:
+        gap, result["orientation_majority"] = held_out_facts(study.image_size, study.val_scenes)
+        init_model = create_model("context_deeplab", **study.model_kwargs("none"))
+        result["receptive_field"] = {"theoretical": theoretical_field(init_model, study.image_size),
+                                     "marker_gap": gap}
 
     def save() -> None:
         result["wall_minutes"] = previous.get("wall_minutes", 0.0) + (time.perf_counter() - start) / 60
-        result["summary"] = summarize(result["runs"], study)
-        result["reading"] = reading(result["summary"], study, result["orientation_majority"], result["runs"])
+        summarize_into(result, study)
         with atomic_path(json_path) as tmp:
             tmp.write_text(json.dumps(result, indent=1))
 
