@@ -41,7 +41,6 @@ def __getattr__(name: str) -> Any:
     if name == "from_pretrained":  # SegmentationModel.from_pretrained: any saved model source
         value = __getattr__("SegmentationModel").from_pretrained
     elif name in _WHERE:
-        importlib.import_module(".models", __name__)  # the families register themselves
         value = getattr(importlib.import_module(_WHERE[name], __name__), name)
     else:
         raise AttributeError(f"module 'mfnet_zoo' has no attribute {name!r}")

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from torch import nn
 
 from ._builder import load_saved_model
 from ._registry import list_pretrained_tags, model_entrypoint, split_model_name_tag
 from ._sources import HF_HUB_PREFIX, LOCAL_DIR_PREFIX, parse_model_source
-
-if TYPE_CHECKING:  # the models sit above the factory; annotations only
-    from .models.segmentation import SegmentationModel
 
 __all__ = ["create_model", "load_model"]
 
@@ -26,7 +25,7 @@ def create_model(
     in_chans: int | None = None,
     pretrained_cfg_overlay: dict[str, Any] | None = None,
     **kwargs: Any,
-) -> SegmentationModel:
+) -> nn.Module:
     """Create a registered model by name, e.g. ``create_model("mfnet_r50", num_classes=5)``.
 
     Args:
@@ -71,7 +70,7 @@ def _load_saved(source, *, weights: bool = True, strict: bool = False, **kwargs:
     return load_saved_model(source, weights=weights, strict=strict, hub_kwargs=hub_kwargs, **kwargs)
 
 
-def load_model(source: str | Path, **kwargs: Any) -> SegmentationModel:
+def load_model(source: str | Path, **kwargs: Any) -> nn.Module:
     """One function for every model source: a new model, a pretrained tag, or saved weights.
 
     - a registry name (``"mfnet_r50"``): a new model with random weights, as ``create_model(name)``;

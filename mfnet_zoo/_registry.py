@@ -1,8 +1,15 @@
-"""Model registry: architecture name -> entrypoint, pretrained tags, wildcard listing (as timm)."""
+"""Model registry: architecture name -> entrypoint, pretrained tags, wildcard listing (as timm).
+
+Every lookup first imports the built-in family modules (:data:`BUILTIN_FAMILIES`, by module path), so
+the registry is complete whichever entry point a program came in by (``mfnet_zoo.convert``,
+``mfnet_zoo._factory``, the CLI, the facade); importing them on demand keeps ``import mfnet_zoo`` and
+``mfnet-zoo --help`` free of torch.
+"""
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +26,21 @@ _model_to_module: dict[str, str] = {}
 _model_pretrained_cfgs: dict[str, dict[str, PretrainedCfg]] = {}  # name -> tag -> cfg; the first tag is the default
 _model_family: dict[str, str] = {}
 _model_test_configs: dict[str, dict[str, dict[str, Any]]] = {}  # name -> test id -> kwargs of a tiny instance
+
+# the families that ship with the package; they register themselves when imported. Named by path, not
+# imported statically: they sit above the registry (the one upward import, tests/test_architecture.py)
+BUILTIN_FAMILIES: tuple[str, ...] = ("mfnet_zoo.models.mfnet", "mfnet_zoo.models.deeplabv3plus",
+                                     "mfnet_zoo.models.emanet", "mfnet_zoo.models.context_deeplab")
+_builtins_loaded = False
+
+
+def _load_builtin_families() -> None:
+    """Import the built-in families once (each registers its models); a no-op after the first lookup."""
+    global _builtins_loaded
+    if not _builtins_loaded:  # a lookup made while a family imports gets that module as far as it is
+        for module in BUILTIN_FAMILIES:
+            importlib.import_module(module)
+        _builtins_loaded = True
 
 
 def register_model(fn: Callable | None = None, *, family: str | None = None,
@@ -70,6 +92,7 @@ def get_test_configs(model_name: str) -> dict[str, dict[str, Any]]:
 def untested_reason(model_name: str) -> str | None:
     """Why ``model_name`` has no tiny test instance (None when it has one): a fixed variant is covered
     by its family's generic model, which shares its blocks; anything else has no reason."""
+    _load_builtin_families()
     name = split_model_name_tag(model_name)[0]
     if get_test_configs(name):
         return None
@@ -102,6 +125,7 @@ def list_models(pattern: str | Iterable[str] = "*", pretrained: bool = False) ->
 
     With ``pretrained=True`` only models with pretrained weights are listed, as ``name.tag``.
     """
+    _load_builtin_families()
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     names = ([f"{n}.{t}" for n in _model_entrypoints for t in _model_pretrained_cfgs.get(n, {})]
              if pretrained else list(_model_entrypoints))
@@ -110,11 +134,13 @@ def list_models(pattern: str | Iterable[str] = "*", pretrained: bool = False) ->
 
 def list_pretrained_tags(model_name: str) -> list[str]:
     """Tags of ``model_name``, the default first."""
+    _load_builtin_families()
     return list(_model_pretrained_cfgs.get(split_model_name_tag(model_name)[0], {}))
 
 
 def get_pretrained_cfg(model_name: str, tag: str = "") -> PretrainedCfg | None:
     """The config of ``model_name.tag`` (``tag`` empty: the default tag), or None if there is none."""
+    _load_builtin_families()
     name, name_tag = split_model_name_tag(model_name)
     cfgs = _model_pretrained_cfgs.get(name, {})
     tag = tag or name_tag or next(iter(cfgs), "")
@@ -150,11 +176,13 @@ def default_encoder_weights(model_name: str, encoder: str | None = None) -> str 
 
 def is_model(model_name: str) -> bool:
     """Whether ``model_name`` (tag ignored) is registered."""
+    _load_builtin_families()
     return split_model_name_tag(model_name)[0] in _model_entrypoints
 
 
 def model_entrypoint(model_name: str) -> Callable:
     """The entrypoint of ``model_name`` (tag ignored); ValueError with close matches if unknown."""
+    _load_builtin_families()
     name = split_model_name_tag(model_name)[0] if isinstance(model_name, str) else model_name
     if name not in _model_entrypoints:
         close = difflib.get_close_matches(str(name), list(_model_entrypoints), n=5, cutoff=0.5)

@@ -454,8 +454,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(argv)  # --help and --version end here, before torch is imported
-        from . import models  # noqa: F401  (the families register themselves)
-
         return args.func(args)
     except (ValueError, TypeError, OSError, NotImplementedError, FloatingPointError) as e:  # no traceback
         print(f"mfnet-zoo: error: {e}", file=sys.stderr)

@@ -4,7 +4,7 @@ Use the pieces in your own loop (``build_param_groups``, ``train_one_epoch``, ``
 ``Trainer(...).fit()``. The engine owns the context warm-up: it switches the context block to
 ``"off"`` for the first ``context_warmup_epochs`` epochs, then to the preset's ``context_state``
 (None: the state the model was built in), through the context protocol
-(:mod:`mfnet_zoo.layers.context`); it knows no block type, and parameter groups are rules in the
+(:mod:`mfnet_zoo.layers.context_protocol`); it knows no block type, and parameter groups are rules in the
 preset (:mod:`mfnet_zoo.optim`).
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ._constants import AUGMENTATIONS, EVAL_PROTOCOLS, IMAGENET_MEAN, IMAGENET_S
 from ._pretrained import resolve_data_config
 from .data.transforms import Augmentation, EvalProtocol, build_eval_transforms, build_train_transforms
 from .inference import autocast, infer_probabilities, probabilities_to_classes
-from .layers.context import ContextState, check_context_state, get_context_state, set_context_state
+from .layers.context_protocol import ContextState, check_context_state, get_context_state, set_context_state
 from .losses import SegmentationLoss
 from .metrics import SegmentationMetrics
 from .models.segmentation import SegmentationModel

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULES = ["mfnet_zoo", "mfnet_zoo.layers", "mfnet_zoo.models", "mfnet_zoo.data", "mfnet_zoo.train",
            "mfnet_zoo.metrics", "mfnet_zoo.losses", "mfnet_zoo.hub", "mfnet_zoo.predict", "mfnet_zoo.export",
            "mfnet_zoo.convert", "mfnet_zoo.benchmark", "mfnet_zoo.profiling", "mfnet_zoo.visualize",
-           "mfnet_zoo.inference", "mfnet_zoo.optim", "mfnet_zoo.layers.context", "mfnet_zoo.publish"]
+           "mfnet_zoo.inference", "mfnet_zoo.optim", "mfnet_zoo.layers.context_protocol", "mfnet_zoo.publish"]
 
 
 @pytest.mark.parametrize("module_name", MODULES)

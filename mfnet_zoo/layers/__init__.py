@@ -1,7 +1,7 @@
 """Composable blocks: context modules (B x C_in x h x w -> B x 256 x h x w) and decoders."""
 from .aspp import ASPP, atrous_rates_for
-from .contexts import CONTEXTS, create_context
-from .context import (CONTEXT_STATES, Reconstruction, get_context_state, provides_reconstruction,
+from .create_context import CONTEXTS, create_context
+from .context_protocol import (CONTEXT_STATES, Reconstruction, get_context_state, provides_reconstruction,
                       set_context_state)
 from .decoder import ClassifierDecoder, DeepLabV3PlusDecoder
 from .ema import EMAContext, EMAUnit

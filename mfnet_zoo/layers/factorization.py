@@ -43,7 +43,7 @@ from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
 from .._checks import check_feature_map, check_positive_int
-from .context import ContextState, Reconstruction, check_context_state
+from .context_protocol import ContextState, Reconstruction, check_context_state
 
 __all__ = ["FactorizationContext", "FoldedFactorizationContext", "NMF_SETTINGS"]
 
@@ -77,7 +77,7 @@ class FactorizationContext(nn.Module):
         redraw_bases: draw new initial bases on every training forward, as Hamburger (eval keeps the buffer).
         context_state: ``"on"`` (the context in the features, the pair returned), ``"off"`` (the
             factorization skipped: warm-up epochs) or ``"pair-only"`` (the pair computed, the features
-            bypass the context: the paper's code as it ran). See :mod:`mfnet_zoo.layers.context`; the
+            bypass the context: the paper's code as it ran). See :mod:`mfnet_zoo.layers.context_protocol`; the
             owner of the training schedule switches it, the block has no epoch logic.
 
     ``forward(x)`` returns the B x out_channels x h x w context; with

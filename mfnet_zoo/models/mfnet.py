@@ -6,7 +6,7 @@ from typing import Literal
 from .._pretrained import encoder_only_cfg
 from .._registry import register_model, register_pretrained_cfgs
 from ..layers import DeepLabV3PlusDecoder, FactorizationContext
-from ..layers.context import ContextState
+from ..layers.context_protocol import ContextState
 from ._family import TEST_ENCODER, build_segmentation_model, build_variant, require_low_level
 from .encoder import TimmEncoder
 

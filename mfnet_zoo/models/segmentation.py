@@ -18,7 +18,7 @@ from .._checks import is_tracing
 from .._pretrained import PretrainedCfg
 from .._registry import model_entrypoint
 from .._sources import parse_model_source
-from ..layers.context import Reconstruction, get_context_state, provides_reconstruction
+from ..layers.context_protocol import Reconstruction, get_context_state, provides_reconstruction
 from .encoder import TimmEncoder
 
 __all__ = ["SegmentationModel", "SegmentationOutput"]
@@ -49,7 +49,7 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
     Args:
         encoder: a :class:`TimmEncoder` (stride-4 features, deepest features).
         context: any module mapping B x encoder.out_channels x h x w to B x C x h x w; a block that
-            follows the context protocol (:mod:`mfnet_zoo.layers.context`) is called with
+            follows the context protocol (:mod:`mfnet_zoo.layers.context_protocol`) is called with
             ``return_reconstruction=True`` and returns ``(features, Reconstruction | None)``.
         decoder: ``decoder(low_level, features)`` -> B x num_classes x h' x w' logits, with a
             ``classifier`` attribute (see :mod:`mfnet_zoo.layers.decoder`).
