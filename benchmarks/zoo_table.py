@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mfnet_zoo import list_models
 from mfnet_zoo._registry import get_model_family
-from mfnet_zoo.profiling import model_info
+from mfnet_zoo.info import model_info
 
 ROOT = Path(__file__).resolve().parents[1]
 # the paper's Fig. 6 (PASCAL VOC 2012 val); our own figures are added when weights are published

@@ -11,7 +11,8 @@ import argparse
 import torch
 from torch.utils.data import DataLoader
 
-from mfnet_zoo import SegmentationLoss, create_model, get_context_state, resolve_data_config, set_context_state
+from mfnet_zoo import SegmentationLoss, create_model, resolve_data_config
+from mfnet_zoo.layers import get_context_state, set_context_state
 from mfnet_zoo.data import SyntheticShapes, eval_transforms, train_transforms
 from mfnet_zoo.metrics import SegmentationMetrics
 

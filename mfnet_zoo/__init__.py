@@ -1,8 +1,9 @@
 """mfnet_zoo: segmentation models with low-rank factorization context (MFNet) and its baselines.
 
 The package is a lazy facade (PEP 562): ``import mfnet_zoo`` costs nothing, and the first public
-name used imports torch, timm and the model families (which register themselves), so that
-``mfnet-zoo --help`` answers without loading them.
+name used imports torch and timm (the registry loads the model families on its first lookup), so
+that ``mfnet-zoo --help`` answers without loading them. It exports the registry, the factory and
+loading, the loss and the four named blocks; the other layers live in :mod:`mfnet_zoo.layers`.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import copy
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._deprecations import moved_names
 from .version import __version__
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and the API docs
@@ -17,9 +19,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and the API docs
     from ._pretrained import PretrainedCfg, resolve_data_config
     from ._registry import (get_pretrained_cfg, is_model, list_models, list_pretrained_tags, model_entrypoint,
                             register_model, register_pretrained_cfgs)
-    from .layers import (ASPP, CONTEXT_STATES, CONTEXTS, ClassifierDecoder, DeepLabV3PlusDecoder, EMAContext,
-                         EMAUnit, FactorizationContext, FoldedFactorizationContext, Reconstruction, create_context,
-                         get_context_state, set_context_state)
+    from .layers import ASPP, DeepLabV3PlusDecoder, EMAUnit, FactorizationContext
     from .losses import SegmentationLoss
     from .models import SegmentationModel, SegmentationOutput, TimmEncoder
 
@@ -28,13 +28,15 @@ _LAZY = {
     "._pretrained": ("PretrainedCfg", "resolve_data_config"),
     "._registry": ("get_pretrained_cfg", "is_model", "list_models", "list_pretrained_tags", "model_entrypoint",
                    "register_model", "register_pretrained_cfgs"),
-    ".layers": ("ASPP", "CONTEXTS", "CONTEXT_STATES", "ClassifierDecoder", "DeepLabV3PlusDecoder", "EMAContext",
-                "EMAUnit", "FactorizationContext", "FoldedFactorizationContext", "Reconstruction", "create_context",
-                "get_context_state", "set_context_state"),
+    ".layers": ("ASPP", "DeepLabV3PlusDecoder", "EMAUnit", "FactorizationContext"),  # the four named blocks
     ".losses": ("SegmentationLoss",),
     ".models": ("SegmentationModel", "SegmentationOutput", "TimmEncoder"),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
+# layer internals the facade used to export: importable from mfnet_zoo.layers, where they live
+_moved = moved_names(__name__, dict.fromkeys(
+    ("CONTEXTS", "CONTEXT_STATES", "ClassifierDecoder", "EMAContext", "FoldedFactorizationContext", "Reconstruction",
+     "create_context", "get_context_state", "set_context_state"), "mfnet_zoo.layers"))
 
 
 def __getattr__(name: str) -> Any:
@@ -43,7 +45,7 @@ def __getattr__(name: str) -> Any:
     elif name in _WHERE:
         value = getattr(importlib.import_module(_WHERE[name], __name__), name)
     else:
-        raise AttributeError(f"module 'mfnet_zoo' has no attribute {name!r}")
+        return _moved(name)  # a moved name (with a FutureWarning each time), else AttributeError
     globals()[name] = value  # once imported, a plain attribute
     return value
 
@@ -60,25 +62,17 @@ def reparameterize_model(model: SegmentationModel, inplace: bool = False) -> Seg
 
 __all__ = [
     "ASPP",
-    "CONTEXTS",
-    "CONTEXT_STATES",
-    "ClassifierDecoder",
     "DeepLabV3PlusDecoder",
-    "EMAContext",
     "EMAUnit",
     "FactorizationContext",
-    "FoldedFactorizationContext",
     "PretrainedCfg",
-    "Reconstruction",
     "SegmentationLoss",
     "SegmentationModel",
     "SegmentationOutput",
     "TimmEncoder",
     "__version__",
-    "create_context",
     "create_model",
     "from_pretrained",
-    "get_context_state",
     "get_pretrained_cfg",
     "is_model",
     "list_models",
@@ -89,5 +83,4 @@ __all__ = [
     "register_pretrained_cfgs",
     "reparameterize_model",
     "resolve_data_config",
-    "set_context_state",
 ]

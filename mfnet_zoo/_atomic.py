@@ -3,13 +3,15 @@ target, so that nothing half-written is ever at the target's name."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path", "atomic_folder"]
+__all__ = ["atomic_path", "atomic_folder", "write_json"]
 
 
 @contextlib.contextmanager
@@ -55,3 +57,11 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write JSON ``data`` indented, atomically (``default``: str for paths and the like)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return path

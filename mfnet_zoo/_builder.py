@@ -21,11 +21,12 @@ from torch import nn
 from . import hub
 from ._pretrained import PretrainedCfg, resolve_data_config
 from ._registry import model_entrypoint, split_model_name_tag
-from ._sources import RUN_CHECKPOINTS, ModelSource, parse_model_source
+from ._sources import ModelSource, parse_model_source
+from .checkpoint import RUN_CHECKPOINTS, checkpoint_config, read_checkpoint
 from .version import __version__
 
 __all__ = ["load_weights", "load_pretrained", "model_config", "model_from_config", "check_config_values",
-           "read_checkpoint", "checkpoint_config", "model_from_checkpoint", "saved_files", "load_saved_model",
+           "model_from_checkpoint", "saved_files", "load_saved_model",
            "check_same_model"]
 
 MAX_CONFIG_INT = 1 << 16  # no size argument of any registered model comes near this
@@ -154,28 +155,6 @@ def model_from_config(config: dict[str, Any]) -> nn.Module:
     if config.get("reparameterized"):  # saved folded for inference: the same structure, then its weights
         model.reparameterize()
     return model
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A :class:`~mfnet_zoo.train.Trainer` checkpoint (``torch.load(weights_only=True)``), checked to hold
-    ``model_name``, ``model_args`` and ``state_dict``."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # a truncated or foreign file: say which
-        raise ValueError(f"cannot read checkpoint {str(path)!r}: {e}") from e
-    if not isinstance(checkpoint, dict) or not checkpoint.get("model_name") or "state_dict" not in checkpoint:
-        raise ValueError(f"{str(path)!r} is not an mfnet_zoo training checkpoint (no model_name/state_dict)")
-    return checkpoint
-
-
-def checkpoint_config(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The config.json equivalent of a training checkpoint: its registry name and constructor arguments, and
-    the data settings (``data_config``: mean, std, interpolation, input size) where the checkpoint has them."""
-    data = checkpoint.get("data_config") if isinstance(checkpoint.get("data_config"), dict) else {}
-    return {"architecture": checkpoint["model_name"], "model_args": checkpoint.get("model_args") or {},
-            **{k: data[k] for k in ("mean", "std", "interpolation", "input_size") if k in data}}
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> nn.Module:

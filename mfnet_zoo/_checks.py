@@ -6,9 +6,14 @@ import torch
 __all__ = ["check_feature_map", "check_positive_int", "is_tracing"]
 
 
+def is_positive_int(value: object) -> bool:
+    """Whether ``value`` is an int > 0 (a bool is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def check_positive_int(name: str, value: object) -> None:
     """Raise ValueError unless ``value`` is an int > 0 (bools excluded), naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if not is_positive_int(value):
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 

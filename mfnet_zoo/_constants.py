@@ -10,13 +10,21 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 # choices the command line offers; here, so that `mfnet-zoo --help` needs no torch
 AMP_CHOICES: tuple[str, ...] = ("none", "bf16", "fp16")  # mfnet_zoo.inference.autocast
-# mfnet_zoo.data.build_dataset; synthetic-*: the context study's scenes (mfnet_zoo.data.render_context_scene)
-DATASETS: tuple[str, ...] = ("synthetic", "synthetic-local", "synthetic-global", "synthetic-global-nocue", "folder",
-                             "voc", "voc-aug")
+# mfnet_zoo.data.build_dataset's names -> the name model cards and run.json give them (a folder: its own);
+# synthetic-*: the context study's scenes (mfnet_zoo.data.render_context_scene)
+DATASETS: dict[str, str | None] = {
+    "synthetic": "mfnet_zoo synthetic shapes",
+    "synthetic-local": "mfnet_zoo context scenes (local)",
+    "synthetic-global": "mfnet_zoo context scenes (global)",
+    "synthetic-global-nocue": "mfnet_zoo context scenes (global, cue removed)",
+    "folder": None,
+    "voc": "PASCAL VOC 2012",
+    "voc-aug": "PASCAL VOC 2012 with SBD (train_aug)",
+}
 CONVERT_SOURCES: tuple[str, ...] = ("paper-mfnet", "paper-deeplab", "paper-emanet", "emanet")  # mfnet_zoo.convert
 AUGMENTATIONS: tuple[str, ...] = ("deeplab", "paper", "none")  # mfnet_zoo.data.build_train_transforms
 EVAL_PROTOCOLS: tuple[str, ...] = ("full", "paper")  # mfnet_zoo.data.build_eval_transforms
-# mfnet_zoo.train.PRESETS, in words (its keys, in this order)
+# mfnet_zoo.presets.PRESETS, in words (its keys, in this order)
 PRESET_DESCRIPTIONS: dict[str, str] = {
     "paper": "what the paper's code ran: its augmentation, groups and batch-averaged loss, lr 0.07, "
              "MFNet's context pair-only from epoch 10, validation on its 513 centre crops",
@@ -32,6 +40,8 @@ CONTEXT_DESCRIPTIONS: dict[str, str] = {
     "static": "MFNet's static factorization: learned Y Z (the same map for every image) + 1x1 embedding",
     "pair-only": "static factorization as the paper's code ran it: the pair for the loss, the features bypass it",
     "nmf": "input-adaptive NMF of the embedding (this library's settings: seeded bases)",
+    "nmf-unrolled": "`nmf` with gradient through every NMF update (bases_grad='unrolled'), not the last one alone",
     "nmf-hamburger": "input-adaptive NMF with Hamburger's segmentation settings (bases redrawn in training)",
     "ema": "EM attention (EMANet's unit) at `width`, between 1x1 projections (EMANet's own are 3x3)",
+    "ema-unrolled": "`ema` with gradient through every EM stage (bases_grad='unrolled'; EMANet has none)",
 }

@@ -75,7 +75,8 @@ def load_model(source: str | Path, **kwargs: Any) -> nn.Module:
 
     - a registry name (``"mfnet_r50"``): a new model with random weights, as ``create_model(name)``;
     - ``"name.tag"`` (``"mfnet_r50.tv_in1k"``): that pretrained tag, as ``create_model(name, pretrained=True)``;
-    - ``"hf-hub:org/repo[@revision]"``: the repo's config.json decides architecture and arguments; its weights;
+    - ``"hf-hub:org/repo[@revision]"``, or ``"org/repo"`` when no such path exists (huggingface_hub's
+      convention, as ``from_pretrained``): the repo's config.json decides architecture and arguments; its weights;
     - ``"local-dir:PATH"`` or a path: a ``save_pretrained`` folder, a ``.safetensors`` file with config.json
       beside it, a training checkpoint (``.pt``, read with ``weights_only=True``) or a training run folder
       (its ``best.pt``, else ``last.pt``).

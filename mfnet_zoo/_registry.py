@@ -12,6 +12,7 @@ import fnmatch
 import importlib
 import inspect
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -19,7 +20,8 @@ from ._pretrained import PretrainedCfg
 
 __all__ = ["register_model", "register_pretrained_cfgs", "list_models", "is_model", "model_entrypoint",
            "list_pretrained_tags", "get_pretrained_cfg", "split_model_name_tag", "get_model_family", "get_test_configs",
-           "untested_reason", "unregister_model", "default_encoder_weights"]
+           "untested_reason", "unregister_model", "default_encoder_weights", "register_model_deprecations",
+           "BUILTIN_FAMILIES"]
 
 _model_entrypoints: dict[str, Callable] = {}
 _model_to_module: dict[str, str] = {}
@@ -32,6 +34,7 @@ _model_test_configs: dict[str, dict[str, dict[str, Any]]] = {}  # name -> test i
 BUILTIN_FAMILIES: tuple[str, ...] = ("mfnet_zoo.models.mfnet", "mfnet_zoo.models.deeplabv3plus",
                                      "mfnet_zoo.models.emanet", "mfnet_zoo.models.context_deeplab")
 _builtins_loaded = False
+_deprecated_models: dict[str, str] = {}  # old name -> current name (register_model_deprecations)
 
 
 def _load_builtin_families() -> None:
@@ -70,6 +73,15 @@ def register_model(fn: Callable | None = None, *, family: str | None = None,
     return register if fn is None else register(fn)
 
 
+def register_model_deprecations(deprecated: Mapping[str, str]) -> None:
+    """Old model names -> their current names, as timm's: an old name keeps working (configs and checkpoints
+    that hold it load) with a FutureWarning naming the new one; ``list_models`` shows current names only."""
+    for old, new in deprecated.items():
+        if old in _model_entrypoints:
+            raise ValueError(f"{old!r} is a registered model; a deprecated name must not be one")
+        _deprecated_models[old] = new
+
+
 def unregister_model(name: str) -> None:
     """Remove ``name`` and its tags from the registry (for tests and interactive sessions)."""
     for table in (_model_entrypoints, _model_to_module, _model_family, _model_test_configs, _model_pretrained_cfgs):
@@ -78,8 +90,7 @@ def unregister_model(name: str) -> None:
 
 def get_model_family(model_name: str) -> str:
     """The family of ``model_name``: the generic model a fixed variant belongs to, else the name itself."""
-    model_entrypoint(model_name)  # unknown names: ValueError with close matches
-    return _model_family[split_model_name_tag(model_name)[0]]
+    return _model_family[model_entrypoint(model_name).__name__]  # unknown names: ValueError with close matches
 
 
 def get_test_configs(model_name: str) -> dict[str, dict[str, Any]]:
@@ -184,6 +195,9 @@ def model_entrypoint(model_name: str) -> Callable:
     """The entrypoint of ``model_name`` (tag ignored); ValueError with close matches if unknown."""
     _load_builtin_families()
     name = split_model_name_tag(model_name)[0] if isinstance(model_name, str) else model_name
+    if name in _deprecated_models:
+        warnings.warn(f"model {name!r} is renamed {_deprecated_models[name]!r}", FutureWarning, stacklevel=2)
+        name = _deprecated_models[name]
     if name not in _model_entrypoints:
         close = difflib.get_close_matches(str(name), list(_model_entrypoints), n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -7,7 +7,9 @@ Kinds: ``name`` (``mfnet_r50``: a new model, random weights), ``tag`` (``mfnet_r
 model.safetensors), ``safetensors`` (a weights file, config.json beside it), ``checkpoint`` (a
 training checkpoint ``.pt``) and ``run`` (a training run folder: its best.pt, else last.pt).
 
-A registered name wins over a folder of the same name; ``local-dir:`` forces a path.
+A registered name wins over a folder of the same name; ``local-dir:`` forces a path. A plain
+``"org/repo"`` that is no existing path is a Hub repo, as huggingface_hub's ``from_pretrained`` takes it,
+so it means the same in ``load_model``, ``create_model(pretrained=...)`` and ``from_pretrained``.
 """
 from __future__ import annotations
 
@@ -20,13 +22,13 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from . import hub
+from .checkpoint import RUN_CHECKPOINTS
 from ._registry import is_model, list_models, list_pretrained_tags, split_model_name_tag
 
-__all__ = ["ModelSource", "SourceKind", "parse_model_source", "CHECKPOINT_SUFFIX", "RUN_CHECKPOINTS"]
+__all__ = ["ModelSource", "SourceKind", "parse_model_source", "CHECKPOINT_SUFFIX"]
 
 SourceKind = Literal["name", "tag", "hf-hub", "folder", "safetensors", "checkpoint", "run"]
 CHECKPOINT_SUFFIX = ".pt"  # what the Trainer writes; other pickles are refused like any pickle
-RUN_CHECKPOINTS = ("best.pt", "last.pt")  # what a training run folder holds, the preferred first
 HF_HUB_PREFIX, LOCAL_DIR_PREFIX = "hf-hub:", "local-dir:"
 
 
@@ -42,7 +44,9 @@ class ModelSource:
 
     def describe(self) -> str:
         """``'text' (taken as KIND)``: how errors name a source."""
-        return f"{self.text!r} (taken as {self.kind})"
+        implicit = " repo: no registered name or local path of that name" if self.kind == "hf-hub" \
+            and not self.text.startswith(HF_HUB_PREFIX) else ""
+        return f"{self.text!r} (taken as {self.kind}{implicit})"
 
     def error(self, problem: str) -> ValueError:
         return ValueError(f"model source {self.describe()}: {problem}")
@@ -61,6 +65,14 @@ def _local(path: Path, text: str) -> ModelSource:
         return ModelSource("checkpoint", str(path), text)
     hub.refuse_pickle(path.name)
     return ModelSource("safetensors", str(path), text)
+
+
+def _is_repo_id(text: str) -> bool:
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
 
 
 def parse_model_source(source: str | Path) -> ModelSource:
@@ -91,6 +103,8 @@ def parse_model_source(source: str | Path) -> ModelSource:
         return ModelSource("tag", source, source)
     if Path(source).exists():
         return _local(Path(source), source)
+    if source.count("/") == 1 and _is_repo_id(source):  # huggingface_hub's convention, as from_pretrained takes it
+        return ModelSource("hf-hub", source, source)
     close = difflib.get_close_matches(name, list_models(), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "."
     raise ValueError(f"unknown model {source!r}{hint} As a model "

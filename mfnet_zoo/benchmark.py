@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import is_positive_int
 from .losses import SegmentationLoss
 from .models.segmentation import SegmentationOutput
 from .profiling import count_macs, count_parameters, peak_memory
@@ -71,7 +72,7 @@ def _interleaved(steps: dict[str, Callable[[], object]], device: torch.device, r
 def _check_settings(device: torch.device, amp: str, runs: int, warmup: int, min_warmup: int) -> None:
     """Fail on a bad amp or round count before any model is built."""
     autocast(device, amp)
-    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+    if not is_positive_int(runs):
         raise ValueError(f"runs must be an int >= 1, got {runs!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < min_warmup:
         raise ValueError(f"warmup must be an int >= {min_warmup}, got {warmup!r}")

@@ -18,7 +18,6 @@ the offenders; nothing is loaded partially or dropped.
 """
 from __future__ import annotations
 
-import pickle
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +30,7 @@ from ._builder import load_weights
 from ._constants import CONVERT_SOURCES, IMAGENET_MEAN, IMAGENET_STD
 from ._factory import create_model
 from ._pretrained import PretrainedCfg
+from .checkpoint import torch_load
 
 __all__ = ["DEFAULT_OUTPUT_STRIDE", "RULES", "SOURCES", "convert_checkpoint", "load_source_state_dict",
            "map_state_dict"]
@@ -131,20 +131,7 @@ def load_source_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     ``"state_dict"``, ``"model"`` or ``"net"`` next to ``epoch``/``optimizer``/``best_pred``;
     DataParallel's ``module.`` prefix is removed.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        with torch.serialization.safe_globals(_NUMPY_SCALAR_GLOBALS):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        detail = str(e).split("WeightsUnpickler error:")[-1].split("Check the documentation")[0]
-        raise ValueError(f"{str(path)!r} cannot be read with torch.load(weights_only=True) "
-                         f"({' '.join(detail.split('. Please')[0].split())}): it pickles objects other than tensors, "
-                         f"numbers and containers, or is corrupt. If you trust the file, re-save only its state "
-                         f"dict with torch.save") from e
-    except (RuntimeError, EOFError) as e:
-        raise ValueError(f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt?): {e}") from e
+    obj = torch_load(path, safe_globals=_NUMPY_SCALAR_GLOBALS)
     if isinstance(obj, Mapping):
         obj = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), obj)
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):

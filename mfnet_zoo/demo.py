@@ -7,7 +7,6 @@ time is the epochs (training steps dominate); it prints an estimate after the fi
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -15,12 +14,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from ._factory import create_model
-from ._atomic import atomic_path
+from ._atomic import write_json
 from ._constants import IMAGENET_MEAN, IMAGENET_STD
 from ._pretrained import resolve_data_config
 from .data import SYNTHETIC_CLASSES, SyntheticShapes, eval_transforms, train_transforms
-from .publish import data_record
-from .train import PRESETS, Trainer, seed_everything
+from .presets import PRESETS
+from .run_record import data_record
+from .train import Trainer, seed_everything
 from .visualize import save_panels
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
@@ -78,6 +78,5 @@ def run_demo(out_dir: str | Path = "runs/demo", epochs: int = DEMO_CONFIG.epochs
     result = {"model": "mfnet", "encoder": "test_resnet", "classes": list(SYNTHETIC_CLASSES), "metrics": metrics,
               "epochs": epochs, "train_images": train_size, "val_images": val_size, "image_size": image_size,
               "seconds": round(time.perf_counter() - start, 1)}
-    with atomic_path(out_dir / "results.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
+    write_json(out_dir / "results.json", result)
     return result

@@ -1,4 +1,4 @@
-"""Weights on the Hugging Face Hub and on disk: safetensors only, clear errors, model cards.
+"""Weights on the Hugging Face Hub and on disk: safetensors only, clear errors.
 
 A leaf: file and Hub I/O only, it builds no model (loading weights into a model is
 :mod:`mfnet_zoo._builder`'s job). Downloads go through ``huggingface_hub.hf_hub_download``
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
-import math
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import torch
-from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants, hf_hub_download
+from huggingface_hub import constants, hf_hub_download
 from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
                                     RepositoryNotFoundError)
 from safetensors import SafetensorError
@@ -26,8 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from ._atomic import atomic_path
 
-__all__ = ["WEIGHTS_NAME", "CONFIG_NAME", "read_safetensors", "write_safetensors", "download_file", "model_card",
-           "card_for_repo", "refuse_pickle", "hub_reachable", "offline_reason", "fail_fast_when_unreachable",
+__all__ = ["WEIGHTS_NAME", "CONFIG_NAME", "read_safetensors", "write_safetensors", "download_file", "refuse_pickle", "hub_reachable", "offline_reason", "fail_fast_when_unreachable",
            "ways_out"]
 
 PROBE_TIMEOUT_S = 3.0
@@ -137,112 +134,3 @@ def download_file(repo_id: str, filename: str = WEIGHTS_NAME, revision: str | No
                                     f"weights). {hint}") from e
         except (HfHubHTTPError, OSError) as e:
             raise FileNotFoundError(f"cannot download {filename!r} from Hub repo {repo_id!r}: {e}. {hint}") from e
-
-
-CARD_TEMPLATE = """---
-{{ card_data }}
----
-
-# {{ model_id | default("mfnet_zoo model", true) }}
-
-`{{ architecture }}` from mfnet_zoo (`pip install mfnet-zoo`): {{ description }}
-
-- encoder: `{{ encoder }}` (timm), output stride {{ output_stride }}
-- blocks: {{ blocks }}
-- classes: {{ num_classes }}{% if labels %} ({{ labels }}){% endif %}
-- parameters: {{ parameters }}
-{% if metrics %}
-## Results{% if dataset %} on {{ dataset }}{% endif %}{% if split %}, {{ split }} split{% endif %}
-
-{% if evaluation %}{{ evaluation }}
-
-{% endif %}| metric | value |
-|---|---:|
-{% for name, value in metrics.items() %}| {{ name }} | {{ value }} |
-{% endfor %}{% endif %}{% if class_iou %}
-| class | IoU |
-|---|---:|
-{% for name, value in class_iou %}| {{ name }} | {{ value }} |
-{% endfor %}{% endif %}{% if training %}
-## Training
-
-{% for name, value in training.items() %}- {{ name }}: {{ value }}
-{% endfor %}{% endif %}{% if run_config %}
-<details>
-<summary>The run's resolved configuration (<code>run.json</code>; rerun: <code>mfnet-zoo train --config run.json</code>)
-</summary>
-
-```json
-{{ run_config }}
-```
-
-</details>
-{% endif %}
-## Usage
-
-```python
-import mfnet_zoo
-
-model = mfnet_zoo.from_pretrained("{{ repo_id | default(FOLDER_PLACEHOLDER, true) }}").eval()
-logits = model(images).logits  # images: B x 3 x H x W, normalised with mean {{ mean }}, std {{ std }}
-```
-"""
-
-FOLDER_PLACEHOLDER = "path/to/this/folder"  # the usage snippet of a card written before its repo is known
-TITLE_PLACEHOLDER = "mfnet_zoo model"
-# metrics (SegmentationMetrics' keys) -> (model-index metric type, display name); the Hub shows them as results
-EVAL_METRICS = {"mIoU": ("mean_iou", "mIoU"), "fwIoU": ("frequency_weighted_iou", "fwIoU"),
-                "pixel_acc": ("accuracy", "pixel accuracy"), "mean_acc": ("mean_accuracy", "mean accuracy")}
-
-
-def _display(value: Any) -> Any:
-    return f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else value)
-
-
-def model_card(config: dict[str, Any], *, description: str, blocks: str, parameters: int,
-               repo_id: str | None = None, metrics: dict[str, Any] | None = None, dataset: str | None = None,
-               license: str | None = None, dataset_id: str | None = None, split: str | None = None,
-               evaluation: str | None = None, class_iou: dict[str, float | None] | None = None,
-               training: dict[str, Any] | None = None, run_config: dict[str, Any] | None = None) -> ModelCard:
-    """A model card with YAML metadata (library, tags, datasets, metrics, ``model-index``) and a usage snippet.
-
-    ``config`` is what ``config.json`` holds (:func:`mfnet_zoo._builder.model_config`); the rest
-    describes the model in words: its registry docstring, its blocks and parameter count. With
-    ``metrics`` and ``dataset``, the float metrics named in :data:`EVAL_METRICS` become
-    ``model-index`` results on ``dataset_id`` (default: ``dataset``) and ``split``, which the Hub
-    shows. ``evaluation``: one sentence on how they were measured; ``class_iou``: class name ->
-    IoU (None: absent); ``training``: label -> value lines; ``run_config``: the run's resolved
-    configuration, shown as JSON in a collapsed block.
-    """
-    architecture = config["architecture"]
-    results = [EvalResult(task_type="image-segmentation", task_name="Semantic segmentation",
-                          dataset_type=dataset_id or dataset, dataset_name=dataset, dataset_split=split,
-                          metric_type=EVAL_METRICS[key][0], metric_name=EVAL_METRICS[key][1], metric_value=value)
-               for key, value in (metrics or {}).items()
-               if dataset and key in EVAL_METRICS and isinstance(value, float) and math.isfinite(value)]
-    card_data = ModelCardData(library_name="mfnet_zoo", pipeline_tag="image-segmentation", license=license,
-                              tags=["image-segmentation", "mfnet_zoo", architecture],
-                              datasets=[dataset] if dataset else None, model_name=repo_id or architecture,
-                              metrics=sorted(metrics) if metrics else None, eval_results=results or None)
-    id2label = config.get("id2label") or {}
-    return ModelCard.from_template(
-        card_data, template_str=CARD_TEMPLATE, model_id=repo_id, repo_id=repo_id, architecture=architecture,
-        description=description, encoder=config["model_args"]["encoder"],
-        output_stride=config["model_args"]["output_stride"], blocks=blocks, num_classes=config["num_classes"],
-        labels=", ".join(id2label[str(i)] for i in range(len(id2label))) or None, parameters=f"{parameters:,}",
-        metrics={k: _display(v) for k, v in (metrics or {}).items() if not isinstance(v, (list, dict))},
-        dataset=dataset, split=split, evaluation=evaluation,
-        class_iou=[(name, _display(v)) for name, v in (class_iou or {}).items()],
-        training={k: _display(v) for k, v in (training or {}).items()},
-        run_config=json.dumps(run_config, indent=2) if run_config else None,
-        FOLDER_PLACEHOLDER=FOLDER_PLACEHOLDER, mean=config["mean"], std=config["std"])
-
-
-def card_for_repo(text: str, repo_id: str) -> str:
-    """A card written before its repo was known (``save_pretrained``), made to name ``repo_id``: the title,
-    the usage snippet and the ``model-index`` name."""
-    card = ModelCard(text)
-    card.data.model_name = repo_id
-    card.text = card.text.replace(f"# {TITLE_PLACEHOLDER}\n", f"# {repo_id}\n", 1) \
-        .replace(f'"{FOLDER_PLACEHOLDER}"', f'"{repo_id}"')
-    return str(card)

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ._constants import AMP_CHOICES
+from ._factory import load_model
 from ._pretrained import resolve_data_config
+from .models.segmentation import is_binary
 
-__all__ = ["AMP_CHOICES", "autocast", "infer_probabilities", "probabilities_to_classes", "resolve_device"]
+__all__ = ["AMP_CHOICES", "autocast", "infer_probabilities", "probabilities_to_classes", "resolve_device",
+           "load_for_inference"]
 
 IMAGE_INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # what timm's pretrained configs use, and nearest
 
@@ -89,11 +93,18 @@ def infer_probabilities(model: torch.nn.Module, images: torch.Tensor, scales: Se
             logits = logits.flip(-1) if flipped else logits
             if logits.shape[-2:] != (h, w):
                 logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-            probs = torch.sigmoid(logits.float()) if logits.shape[1] == 1 else logits.float().softmax(dim=1)
+            probs = torch.sigmoid(logits.float()) if is_binary(logits.shape[1]) else logits.float().softmax(dim=1)
             total = probs if total is None else total + probs
     return total / (len(scales) * (2 if flip else 1))
 
 
 def probabilities_to_classes(probs: torch.Tensor) -> torch.Tensor:
     """B x K x H x W probabilities -> B x H x W int64 classes (one channel: binary, p > 0.5)."""
-    return (probs[:, 0] > 0.5).long() if probs.shape[1] == 1 else probs.argmax(dim=1)
+    return (probs[:, 0] > 0.5).long() if is_binary(probs.shape[1]) else probs.argmax(dim=1)
+
+
+def load_for_inference(source: str | Path, device: torch.device | str = "cpu", fold: bool = True) -> torch.nn.Module:
+    """The model ``source`` names (any source :func:`~mfnet_zoo.load_model` takes) on ``device``, in eval mode,
+    folded for inference (the same logits, cheaper: ``reparameterize``) unless ``fold`` is False."""
+    model = load_model(source).to(device).eval()
+    return model.reparameterize() if fold and hasattr(model, "reparameterize") else model

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from segmentation_models_pytorch import losses as smp_losses
 from torch import nn
 
+from ._checks import is_positive_int
 from .models.segmentation import SegmentationOutput
 
 __all__ = ["SegmentationLoss"]
@@ -67,8 +68,7 @@ class SegmentationLoss(nn.Module):
         if target.shape != logits.shape[:1] + logits.shape[2:]:
             raise ValueError(f"target shape {tuple(target.shape)} does not match logits "
                              f"{tuple(logits.shape)}; expected B x H x W")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                       or batch_size < 1):
+        if batch_size is not None and not is_positive_int(batch_size):
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
         scale = 1.0 / (batch_size or logits.shape[0]) if self.batch_average else 1.0
         logits = _upcast(logits)

@@ -1,6 +1,6 @@
 """Optimizer parameter groups from rules: learning-rate multipliers, weight decay and exclusions as data.
 
-A preset (``mfnet_zoo.train.PRESETS``) lists :class:`ParamRule` s; the first rule that matches a
+A preset (``mfnet_zoo.presets.PRESETS``) lists :class:`ParamRule` s; the first rule that matches a
 parameter decides its group. Nothing here knows a block type: rules match the parameter's full
 name (``"decoder.*"``, ``"context.Y"``), its kind (a conv/linear weight, a norm weight, a bias) and
 the model's family (``get_model_family``: ``"mfnet"`` for ``mfnet_r50``). Without a rule forcing

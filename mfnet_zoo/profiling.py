@@ -1,5 +1,4 @@
-"""Parameter, MAC and peak-memory counts, and what a registered model is (``model_info``), shared by the CLI,
-the zoo table and the benchmarks."""
+"""Parameter, MAC and peak-memory counts, shared by ``mfnet-zoo info``, the zoo table and the benchmarks."""
 from __future__ import annotations
 
 import weakref
@@ -11,10 +10,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from ._factory import load_model
-from ._registry import list_pretrained_tags, model_entrypoint
+from ._deprecations import moved_names
 
-__all__ = ["count_parameters", "count_macs", "peak_memory", "model_info"]
+__all__ = ["count_parameters", "count_macs", "peak_memory"]
+
+__getattr__ = moved_names(__name__, {"model_info": "mfnet_zoo.info"})  # what a model is: not a measurement
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -75,27 +75,3 @@ def peak_memory(fn: Callable[[], object]) -> int:
     with _LiveStorages() as live:
         fn()
     return live.peak
-
-
-def model_info(source: str, size: int = 513, macs: bool = True) -> dict:
-    """What the model ``source`` names (a registry name, or any source :func:`mfnet_zoo.load_model` takes)
-    is: its architecture's description, encoder, blocks, classes, parameters, pretrained tags and
-    (``macs``) the MACs of one ``size`` x ``size`` image. Serves ``mfnet-zoo info`` and the zoo table."""
-    model = load_model(source)
-    name = model.model_name
-    info = {
-        "name": source,
-        "architecture": name,
-        "description": (model_entrypoint(name).__doc__ or "").strip().splitlines()[0],
-        "encoder": model.encoder.name,
-        "output_stride": model.output_stride,
-        "blocks": {"encoder": type(model.encoder).__name__, "context": type(model.context).__name__,
-                   "decoder": type(model.decoder).__name__},
-        "num_classes": model.num_classes,
-        "parameters": count_parameters(model),
-        "pretrained_tags": list_pretrained_tags(name),
-    }
-    if macs:
-        info["input_size"] = [1, model.in_chans, size, size]
-        info["macs"] = count_macs(model, tuple(info["input_size"]))
-    return info

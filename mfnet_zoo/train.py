@@ -13,144 +13,41 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader
 
-from ._atomic import atomic_path
-from ._builder import model_from_checkpoint, read_checkpoint
-from ._constants import AUGMENTATIONS, EVAL_PROTOCOLS, IMAGENET_MEAN, IMAGENET_STD, PRESET_DESCRIPTIONS
-from ._pretrained import resolve_data_config
-from .data.transforms import Augmentation, EvalProtocol, build_eval_transforms, build_train_transforms
+from ._atomic import atomic_path, write_json
+from ._builder import model_from_checkpoint
+from ._deprecations import moved_names
+from .checkpoint import (BEST, LAST, read_checkpoint, restore_rng, torch_load, training_checkpoint,
+                         write_checkpoint)
+from .distributed import rank, world_size
 from .inference import autocast, infer_probabilities, probabilities_to_classes
-from .layers.context_protocol import ContextState, check_context_state, get_context_state, set_context_state
+from .layers.context_protocol import get_context_state, set_context_state
 from .losses import SegmentationLoss
 from .metrics import SegmentationMetrics
-from .models.segmentation import SegmentationModel
-from .optim import ParamRule, param_groups
-from .publish import MODEL_DIR, RUN_FILE, run_record, write_json, write_model_folder
+from .models.segmentation import SegmentationModel, is_binary
+from .optim import param_groups
+from .presets import PRESETS, TrainConfig
+from .publish import MODEL_DIR, write_model_folder
+from .run_record import RUN_FILE, run_record
+from .visualize import write_curves
 
-__all__ = ["TrainConfig", "PRESETS", "PRESET_DESCRIPTIONS", "DEFAULT_PARAM_RULES", "PAPER_PARAM_RULES",
-           "PAPER_TEXT_PARAM_RULES", "load_checkpoint",
-           "build_param_groups", "build_optimizer", "train_one_epoch", "evaluate", "Trainer", "seed_everything",
-           "init_distributed", "shard_dataset"]
+__all__ = ["TrainConfig", "PRESETS", "load_checkpoint", "build_param_groups", "build_optimizer", "train_one_epoch",
+           "evaluate", "Trainer", "seed_everything"]
 
-
-# ours: every parameter trained, context + decoder at 10x, no decay on norms, biases, Y and Z
-DEFAULT_PARAM_RULES = (ParamRule("context.*", lr_mult=10.0), ParamRule("decoder.*", lr_mult=10.0))
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything that defines a training run; ``PRESETS`` holds the paper's (as its code ran, as its text
-    describes) and ours. The data fields (``augmentation``, ``crop_size``, ``scale_range``, ``flip``,
-    ``eval_protocol``) describe the transforms: :meth:`train_transforms`, :meth:`eval_transforms`."""
-
-    epochs: int = 50
-    batch_size: int = 8
-    lr: float = 0.01
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    poly_power: float = 0.9
-    param_rules: tuple[ParamRule, ...] = DEFAULT_PARAM_RULES  # lr multipliers, decay, exclusions (first match)
-    context_warmup_epochs: int = 0  # context "off" before this epoch
-    context_state: ContextState | None = None  # the context's state after the warm-up; None: the model's own
-    reconstruction_weight: float = 0.1
-    batch_average: bool = False  # divide each loss term by the global batch, as the paper's code (by its batch)
-    amp: Literal["none", "bf16", "fp16"] = "none"
-    channels_last: bool = False
-    grad_accum_steps: int = 1
-    clip_grad_norm: float | None = None
-    freeze_encoder: bool = False
-    seed: int = 0
-    augmentation: Augmentation = "deeplab"  # "deeplab", "paper" (the paper's code) or "none" (its text)
-    crop_size: int = 513
-    scale_range: tuple[float, float] | None = (0.5, 2.0)
-    flip: bool = True
-    eval_protocol: EvalProtocol = "full"  # "full" images, or "paper": the code's 513 centre crops
-
-    def __post_init__(self) -> None:
-        if self.augmentation not in AUGMENTATIONS:
-            raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
-        if self.eval_protocol not in EVAL_PROTOCOLS:
-            raise ValueError(f"eval_protocol must be one of {EVAL_PROTOCOLS}, got {self.eval_protocol!r}")
-        if self.context_state is not None:
-            check_context_state(self.context_state)
-        if isinstance(self.grad_accum_steps, bool) or not isinstance(self.grad_accum_steps, int) \
-                or self.grad_accum_steps < 1:
-            raise ValueError(f"grad_accum_steps must be a positive int, got {self.grad_accum_steps!r}")
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            valid = [f.name for f in dataclasses.fields(self)]
-            raise TypeError(f"unknown TrainConfig field(s) {unknown}; valid: {valid}")
-        return dataclasses.replace(self, **changes)
-
-    def train_transforms(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                         interpolation: str = "bilinear"):
-        """The training transform this config describes (:func:`mfnet_zoo.data.build_train_transforms`)."""
-        return build_train_transforms(self.augmentation, self.crop_size, self.scale_range, self.flip, mean=mean,
-                                      std=std, interpolation=interpolation)
-
-    def eval_transforms(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
-        """The validation transform of ``eval_protocol`` (:func:`mfnet_zoo.data.build_eval_transforms`; the
-        paper protocol crops ``crop_size``)."""
-        return build_eval_transforms(self.eval_protocol, self.crop_size, mean=mean, std=std)
-
-
-# The paper's code (github:nageshgurram12/generic-semantic-segmentation, branch mfnet) builds its groups in
-# modeling/__init__.py and then lets utils/lr_scheduler.py:63-70 set, every iteration, group 0 to lr and
-# every later group to 10 x lr; these rules are the groups as they ran.
-PAPER_PARAM_RULES = (
-    # MFNet (modeling/__init__.py:47-48, MFNet.py:130-150): the backbone and Y, Z at 1x, the decoder at 10x,
-    # weight decay on all; conv1 and conv2 (our context.embed, context.proj) in no group: never updated
-    ParamRule("context.Y", family="mfnet*", weight_decay=True),
-    ParamRule("context.Z", family="mfnet*", weight_decay=True),
-    ParamRule("context.*", family="mfnet*", exclude=True),
-    # EMANet (modeling/__init__.py:23-38, EMANet.py:330-344): conv weights 1x with decay; BN weights ("1y")
-    # and every conv/BN bias ("2x") without decay, both run at 10x (the scheduler), the encoder's included
-    ParamRule("*", kind="conv_weight", family="emanet*", weight_decay=True),
-    ParamRule("*", kind="norm_weight", family="emanet*", lr_mult=10.0, weight_decay=False),
-    ParamRule("*", kind="bias", family="emanet*", lr_mult=10.0, weight_decay=False),
-    # DeepLabV3+ (modeling/__init__.py:13-14, deeplab.py:49-67): backbone 1x, context (its aspp) + decoder
-    # 10x, decay on all; MFNet's decoder; any other family alike (its context with the head)
-    ParamRule("context.*", lr_mult=10.0, weight_decay=True),
-    ParamRule("decoder.*", lr_mult=10.0, weight_decay=True),
-    ParamRule("*", weight_decay=True),
-)
-
-# the paper's text: every parameter trained (MFNet's 1x1 convs too, at 10x with the rest of the head, as the
-# code treats every head but MFNet's); the multipliers and decay the text does not give are the code's
-PAPER_TEXT_PARAM_RULES = tuple(rule for rule in PAPER_PARAM_RULES if not rule.exclude)
-
-PRESETS: dict[str, TrainConfig] = {
-    # what the paper's code ran, end to end (docs/reproduce.md has the table with file:line): the code's
-    # augmentation and its validation crops, batch 4, 513, SGD momentum 0.9, wd 5e-4, poly 0.9 per iteration,
-    # 50 epochs, lr 0.07 (Fig. 5; the code's default is 0.007 x batch / 4), CE and MSE divided by the batch,
-    # the code's groups; MFNet's context pair-only (logits without it, 0.1 x MSE) from epoch 10
-    "paper": TrainConfig(epochs=50, batch_size=4, lr=0.07, momentum=0.9, weight_decay=5e-4, poly_power=0.9,
-                         param_rules=PAPER_PARAM_RULES, context_warmup_epochs=10, context_state="pair-only",
-                         reconstruction_weight=0.1, batch_average=True, augmentation="paper", crop_size=513,
-                         scale_range=(0.5, 2.0), flip=True, eval_protocol="paper"),
-    # the method as the paper's text describes it: no augmentation, the context in the logits after the
-    # 10-epoch warm-up, lambda 0.1, every parameter trained; where the text is silent, the "paper" value
-    "paper-text": TrainConfig(epochs=50, batch_size=4, lr=0.07, momentum=0.9, weight_decay=5e-4, poly_power=0.9,
-                              param_rules=PAPER_TEXT_PARAM_RULES, context_warmup_epochs=10, context_state="on",
-                              reconstruction_weight=0.1, batch_average=True, augmentation="none", crop_size=513,
-                              scale_range=None, flip=False, eval_protocol="paper"),
-    # ours: every parameter trained, context + decoder at 10x, no decay on norms/biases/Y/Z, DeepLab's augmentation
-    "default": TrainConfig(epochs=50, batch_size=8, lr=0.01, weight_decay=1e-4, context_warmup_epochs=0),
-}
-
+# names that lived here before the engine was split by job (import them from their new modules)
+__getattr__ = moved_names(__name__, {
+    **dict.fromkeys(("PRESET_DESCRIPTIONS", "DEFAULT_PARAM_RULES", "PAPER_PARAM_RULES", "PAPER_TEXT_PARAM_RULES"),
+                    "mfnet_zoo.presets"),
+    **dict.fromkeys(("init_distributed", "shard_dataset"), "mfnet_zoo.distributed")})
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -207,7 +104,7 @@ def train_one_epoch(model: SegmentationModel, loader: Iterable, criterion: Segme
     equals one step on the whole batch, as the paper's code took it (its loss divided by its batch).
     """
     device = torch.device(device)
-    global_batch_factor = grad_accum_steps * _world_size()
+    global_batch_factor = grad_accum_steps * world_size()
     model.train()
     if freeze_encoder:
         getattr(model, "module", model).encoder.eval()  # DistributedDataParallel wraps the model
@@ -277,32 +174,6 @@ def evaluate(model: SegmentationModel, loader: Iterable, num_classes: int, *, de
     return metrics.compute()
 
 
-def _write_curves(path: Path, history: Sequence[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [h["train"]["loss"] for h in history], marker="o", label="train loss")
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("loss")
-    ax_loss.legend()
-    evaluated = [h for h in history if "val" in h]
-    for key in ("mIoU", "fwIoU"):
-        ax_iou.plot([h["epoch"] for h in evaluated], [h["val"][key] for h in evaluated], marker="o", label=key)
-    ax_iou.set_xlabel("epoch")
-    ax_iou.set_ylabel("IoU")
-    ax_iou.set_ylim(0, 1)
-    ax_iou.legend()
-    fig.suptitle("training curves")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-
-
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[SegmentationModel, dict]:
     """Rebuild the model of a :class:`Trainer` checkpoint (``weights_only`` load); returns (model, checkpoint).
 
@@ -310,29 +181,6 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     """
     checkpoint = read_checkpoint(path)
     return model_from_checkpoint(checkpoint, source=str(path)).to(device), checkpoint
-
-
-def _rank() -> int:
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    return torch.distributed.get_rank() if distributed else 0
-
-
-def _world_size() -> int:
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    return torch.distributed.get_world_size() if distributed else 1
-
-
-def init_distributed() -> tuple[int, int]:
-    """(rank, world size); joins the process group torchrun describes (gloo on CPU, nccl on CUDA)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (torch.distributed.get_rank() if world > 1 else 0), world
-
-
-def shard_dataset(dataset: Dataset, rank: int, world: int) -> Dataset:
-    """Every world-th item from rank: each image evaluated once over all processes (no padding)."""
-    return dataset if world == 1 else Subset(dataset, range(rank, len(dataset), world))
 
 
 class Trainer:
@@ -366,10 +214,10 @@ class Trainer:
         self.class_names = list(class_names) if class_names is not None else None
         if self.class_names and len(self.class_names) == model.num_classes:  # id2label for save_pretrained
             model.pretrained_cfg = model.pretrained_cfg.replace(label_names=tuple(self.class_names))
-        self.is_main = _rank() == 0
+        self.is_main = rank() == 0
         self.progress = progress and self.is_main
         self.criterion = criterion or SegmentationLoss(reconstruction_weight=cfg.reconstruction_weight,
-                                                       mode="binary" if model.num_classes == 1 else "multiclass",
+                                                       mode="binary" if is_binary(model.num_classes) else "multiclass",
                                                        batch_average=cfg.batch_average)
         if cfg.freeze_encoder:
             model.encoder.requires_grad_(False)
@@ -396,27 +244,19 @@ class Trainer:
         self.history: list[dict] = []
         self.best_miou = -1.0
         self.start_epoch = 0
-        if resume and (self.out_dir / "last.pt").is_file():
-            self._restore(self.out_dir / "last.pt")
+        if resume and (self.out_dir / LAST).is_file():
+            self._restore(self.out_dir / LAST)
 
     def _state(self, epoch: int) -> dict[str, Any]:
-        generator = getattr(self.train_loader, "generator", None)
-        return {"model_name": getattr(self.model, "model_name", None),
-                "model_args": getattr(self.model, "model_args", None),
-                "data_config": resolve_data_config(self.model),  # the normalisation it was trained with
-                "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-                "epoch": epoch, "best_miou": self.best_miou, "history": self.history,
-                "config": dataclasses.asdict(self.cfg), "class_names": self.class_names,
-                "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
-                        "loader": generator.get_state() if generator is not None else None}}
+        return training_checkpoint(self.model, self.optimizer, self.scheduler, self.scaler, epoch=epoch,
+                                   best_miou=self.best_miou, history=self.history, config=dataclasses.asdict(self.cfg),
+                                   class_names=self.class_names,
+                                   generator=getattr(self.train_loader, "generator", None))
 
     def _restore(self, path: Path) -> None:
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:  # a truncated or foreign file: say which, keep nothing half-loaded
+            state = torch_load(path)
+        except ValueError as e:  # a truncated or foreign file: say which, keep nothing half-loaded
             raise ValueError(f"cannot resume from {str(path)!r}: {e}") from e
         if state.get("config") != dataclasses.asdict(self.cfg):
             changed = sorted(k for k, v in dataclasses.asdict(self.cfg).items() if state.get("config", {}).get(k) != v)
@@ -427,18 +267,7 @@ class Trainer:
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.start_epoch, self.best_miou, self.history = state["epoch"], state["best_miou"], list(state["history"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"].cpu())
-        random.setstate(rng["python"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-        generator = getattr(self.train_loader, "generator", None)
-        if generator is not None and rng["loader"] is not None:
-            generator.set_state(rng["loader"].cpu())
-
-    def _save(self, name: str, state: dict[str, Any]) -> None:
-        with atomic_path(self.out_dir / name) as tmp:
-            torch.save(state, tmp)
+        restore_rng(state["rng"], getattr(self.train_loader, "generator", None))
 
     def fit(self, on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[dict]:
         """Run the remaining epochs; ``on_epoch_end(record)`` is called on the main process after each epoch's
@@ -456,7 +285,7 @@ class Trainer:
             with atomic_path(log) as tmp:  # the epochs a resumed run keeps
                 tmp.write_text("".join(json.dumps(record) + "\n" for record in self.history))
             self.run = run_record(self.model, self.cfg, self.run_config, device=self.device,
-                                  world_size=_world_size())
+                                  world_size=world_size())
             write_json(self.out_dir / RUN_FILE, self.run)
         for epoch in range(self.start_epoch, cfg.epochs):
             epoch_start = time.perf_counter()
@@ -484,13 +313,13 @@ class Trainer:
                 with log.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 state = self._state(epoch + 1)
-                self._save("last.pt", state)
+                write_checkpoint(self.out_dir / LAST, state)
                 if improved:
-                    self._save("best.pt", state)
+                    write_checkpoint(self.out_dir / BEST, state)
                 if improved or self.val_loader is None:  # the weights kept, with the evaluation of exactly them
                     write_model_folder(self.out_dir / MODEL_DIR, self.model, record=record, history=self.history,
                                        run=self.run, class_names=self.class_names)
-                _write_curves(self.out_dir / "curves.png", self.history)
+                write_curves(self.out_dir / "curves.png", self.history)
                 if on_epoch_end is not None:
                     on_epoch_end(record)
         return self.history

@@ -9,7 +9,7 @@ import torch
 
 from ._atomic import atomic_path
 
-__all__ = ["voc_palette", "colorize", "save_panels"]
+__all__ = ["voc_palette", "colorize", "save_panels", "write_curves"]
 
 
 def voc_palette(num_colors: int = 256) -> torch.Tensor:
@@ -72,3 +72,31 @@ def save_panels(path: str | Path, images: torch.Tensor, targets: torch.Tensor, p
         fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
     return Path(path)
+
+
+def write_curves(path: str | Path, history: Sequence[dict]) -> None:
+    """Training curves as a PNG (atomically): the train loss, and validation mIoU and fwIoU, per epoch
+    (``history``: metrics.jsonl's records), like the paper's Figures 8-10."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h["train"]["loss"] for h in history], marker="o", label="train loss")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    evaluated = [h for h in history if "val" in h]
+    for key in ("mIoU", "fwIoU"):
+        ax_iou.plot([h["epoch"] for h in evaluated], [h["val"][key] for h in evaluated], marker="o", label=key)
+    ax_iou.set_xlabel("epoch")
+    ax_iou.set_ylabel("IoU")
+    ax_iou.set_ylim(0, 1)
+    ax_iou.legend()
+    fig.suptitle("training curves")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)

@@ -25,15 +25,15 @@ PACKAGE = Path(mfnet_zoo.__file__).parent
 
 # bottom to top; a module may import its own layer (no circle) or any layer below
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("blocks and small helpers", ("version", "_checks", "_atomic", "_constants", "layers", "data", "metrics",
-                                  "visualize")),
+    ("blocks and small helpers", ("version", "_checks", "_atomic", "_constants", "_deprecations", "layers", "data",
+                                  "metrics", "visualize")),
     ("weights I/O (Hub and files)", ("hub",)),
-    ("registry, pretrained configs, sources, builder, factory", ("_pretrained", "_registry", "_sources", "_builder",
-                                                                 "_factory")),
+    ("registry, pretrained configs, sources, checkpoints, builder, factory, card",
+     ("_pretrained", "_registry", "_sources", "checkpoint", "_builder", "_factory", "card")),
     ("models and families", ("models", "losses")),
     ("inference", ("inference",)),
-    ("engine, predict, export, benchmark, demo, convert, publish", ("optim", "publish", "train", "predict", "export",
-                                                                  "benchmark", "profiling", "demo", "convert")),
+    ("engine and applications", ("optim", "presets", "distributed", "run_record", "publish", "train", "predict",
+                                 "export", "benchmark", "profiling", "info", "demo", "convert", "workflows")),
     ("command line", ("cli", "__main__")),
 ]
 

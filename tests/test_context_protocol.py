@@ -11,7 +11,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import mfnet_zoo
-from mfnet_zoo import Reconstruction, create_model, from_pretrained, load_model
+from mfnet_zoo import create_model, from_pretrained, load_model
+from mfnet_zoo.layers import Reconstruction
 from mfnet_zoo._registry import register_model, unregister_model
 from mfnet_zoo.data import SyntheticShapes, eval_transforms, train_transforms
 from mfnet_zoo.export import export_program
@@ -141,7 +142,7 @@ def test_timm_optimizer_honours_no_weight_decay():
 
 def test_context_state_is_saved_in_config_and_checkpoints(tmp_path):
     model = create_model("mfnet", encoder=TEST_ENCODER, num_classes=6, output_stride=8, base_size=(4, 4))
-    mfnet_zoo.set_context_state(model.context, "pair-only")
+    mfnet_zoo.layers.set_context_state(model.context, "pair-only")
     model.save_pretrained(tmp_path / "saved")
     assert from_pretrained(tmp_path / "saved").context.context_state == "pair-only"
     # a checkpoint written during the warm-up reloads as it was then: context off

@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULES = ["mfnet_zoo", "mfnet_zoo.layers", "mfnet_zoo.models", "mfnet_zoo.data", "mfnet_zoo.train",
            "mfnet_zoo.metrics", "mfnet_zoo.losses", "mfnet_zoo.hub", "mfnet_zoo.predict", "mfnet_zoo.export",
            "mfnet_zoo.convert", "mfnet_zoo.benchmark", "mfnet_zoo.profiling", "mfnet_zoo.visualize",
-           "mfnet_zoo.inference", "mfnet_zoo.optim", "mfnet_zoo.layers.context_protocol", "mfnet_zoo.publish"]
+           "mfnet_zoo.inference", "mfnet_zoo.optim", "mfnet_zoo.layers.context_protocol", "mfnet_zoo.publish",
+           "mfnet_zoo.workflows", "mfnet_zoo.presets", "mfnet_zoo.distributed", "mfnet_zoo.checkpoint",
+           "mfnet_zoo.run_record", "mfnet_zoo.card", "mfnet_zoo.info"]
 
 
 @pytest.mark.parametrize("module_name", MODULES)

@@ -20,8 +20,8 @@ SNIPPETS = {
         assert 'mfnet_r50' in list_models('mfnet*') and is_model('deeplabv3plus_r50')
         assert all(m in sys.modules for m in BUILTIN_FAMILIES)
     """,
-    "profiling.model_info": """
-        from mfnet_zoo.profiling import model_info
+    "info.model_info": """
+        from mfnet_zoo.info import model_info
         assert model_info('mfnet', size=64, macs=False)['parameters'] > 0
     """,
     "train.Trainer": f"""

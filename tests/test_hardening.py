@@ -9,16 +9,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mfnet_zoo import (ASPP, ClassifierDecoder, DeepLabV3PlusDecoder, EMAContext, EMAUnit, FactorizationContext,
-                       create_model, from_pretrained)
+from mfnet_zoo import ASPP, DeepLabV3PlusDecoder, EMAUnit, FactorizationContext, create_model, from_pretrained
+from mfnet_zoo.layers import ClassifierDecoder, EMAContext
 from mfnet_zoo.data import FolderDataset, write_synthetic_dataset
 
 BLOCKS = {
     "static": lambda: FactorizationContext(16, 8, rank=4, base_size=(5, 5)),
     "nmf": lambda: FactorizationContext(16, 8, rank=4, mode="nmf", width=8),
     "folded": lambda: FactorizationContext(16, 8, rank=4, base_size=(5, 5)).eval().fuse(),
-    "ema_unit": lambda: EMAUnit(16, k=4),
-    "ema_context": lambda: EMAContext(16, 8, width=8, k=4),
+    "ema_unit": lambda: EMAUnit(16, rank=4),
+    "ema_context": lambda: EMAContext(16, 8, width=8, rank=4),
     "aspp": lambda: ASPP(16, 8, atrous_rates=(1, 2)),
 }
 

@@ -275,8 +275,8 @@ def test_resolve_data_config_and_pretrained_cfg():
 def test_normalisation_follows_the_encoders_timm_config():
     # resnet18d's tags: ra2_in1k (the default) ImageNet's mean/std, ra4_e3600_r224_in1k 0.5 (as BiT's goog_in21k)
     assert timm.models.get_pretrained_cfg("resnet18d.ra4_e3600_r224_in1k").mean == (0.5, 0.5, 0.5)
-    default = create_model("emanet", encoder="resnet18d", output_stride=32, k=8)
-    tagged = create_model("emanet", encoder="resnet18d.ra4_e3600_r224_in1k", output_stride=32, k=8)
+    default = create_model("emanet", encoder="resnet18d", output_stride=32, rank=8)
+    tagged = create_model("emanet", encoder="resnet18d.ra4_e3600_r224_in1k", output_stride=32, rank=8)
     assert resolve_data_config(default)["mean"] == (0.485, 0.456, 0.406)
     assert resolve_data_config(tagged)["mean"] == resolve_data_config(tagged)["std"] == (0.5, 0.5, 0.5)
     assert resolve_data_config(default)["interpolation"] == "bicubic"

@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mfnet_zoo import ASPP, DeepLabV3PlusDecoder, EMAContext, EMAUnit, FactorizationContext, FoldedFactorizationContext
+from mfnet_zoo.layers import (ASPP, DeepLabV3PlusDecoder, EMAContext, EMAUnit, FactorizationContext,
+                              FoldedFactorizationContext)
 from mfnet_zoo.layers import CONTEXTS, NMF_SETTINGS, ClassifierDecoder, atrous_rates_for, create_context, get_context_state
 
 from .conftest import randomize_bn_stats
@@ -140,7 +141,7 @@ def test_factorization_context_rejects_bad_arguments():
 
 
 def test_ema_unit_updates_bases_in_training_only():
-    unit = EMAUnit(16, k=4, stages=3)
+    unit = EMAUnit(16, rank=4, stages=3)
     x = torch.randn(2, 16, 5, 7)
     before = unit.mu.clone()
     unit.eval()
@@ -154,7 +155,7 @@ def test_ema_unit_updates_bases_in_training_only():
 
 
 def test_ema_unit_matches_emanet_formula():
-    unit = EMAUnit(8, k=3, stages=2).eval()
+    unit = EMAUnit(8, rank=3, stages=2).eval()
     randomize_bn_stats(unit)
     x = torch.randn(2, 8, 4, 5)
 
@@ -171,10 +172,10 @@ def test_ema_unit_matches_emanet_formula():
 
 
 def test_ema_context_shapes_and_bad_arguments():
-    block = EMAContext(32, 16, width=24, k=4).eval()
+    block = EMAContext(32, 16, width=24, rank=4).eval()
     assert block(torch.randn(3, 32, 6, 6)).shape == (3, 16, 6, 6)
-    with pytest.raises(ValueError, match="k must be a positive int"):
-        EMAUnit(8, k=0)
+    with pytest.raises(ValueError, match="rank must be a positive int"):
+        EMAUnit(8, rank=0)
     with pytest.raises(ValueError, match="momentum"):
         EMAUnit(8, momentum=1.5)
 
@@ -319,11 +320,12 @@ def test_every_named_context_maps_features_to_out_channels(name):
     assert out.shape == (2, 16, 6, 6) and torch.isfinite(out).all()
     out.mean().backward()
     # no gradient: the pair-only factors (the features bypass them; the loss's MSE trains them) and EMANet's
-    # first EM conv (its output feeds only the EM iterations, which run without gradient, as in EMANet)
+    # first EM conv (its output feeds only the EM iterations, which run without gradient, as in EMANet; with
+    # ema-unrolled they carry it)
     no_gradient = {"pair-only": {"Y", "Z"}, "ema": {"1.conv1.weight", "1.conv1.bias"}}.get(name, set())
     assert {n for n, p in block.named_parameters() if p.grad is None} == no_gradient
     assert get_context_state(block) == ("pair-only" if name == "pair-only" else
-                                        "on" if name in ("static", "nmf", "nmf-hamburger") else None)
+                                        "on" if name in ("static", "nmf", "nmf-unrolled", "nmf-hamburger") else None)
 
 
 def test_create_context_rejects_unknown_names_and_bad_sizes():
@@ -331,3 +333,11 @@ def test_create_context_rejects_unknown_names_and_bad_sizes():
         create_context("gap", 8)
     with pytest.raises(ValueError, match="width must be a positive int"):
         create_context("static", 8, width=0)
+
+
+def test_context_names_and_their_descriptions_agree():
+    # the builders (mfnet_zoo.layers.CONTEXTS) and the CLI's torch-free --context choices and help
+    from mfnet_zoo._constants import CONTEXT_DESCRIPTIONS
+
+    assert list(CONTEXTS) == list(CONTEXT_DESCRIPTIONS)
+    assert all(callable(build) for build in CONTEXTS.values())

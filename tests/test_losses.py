@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mfnet_zoo import Reconstruction, SegmentationLoss, SegmentationOutput
+from mfnet_zoo import SegmentationLoss, SegmentationOutput
+from mfnet_zoo.layers import Reconstruction
 
 
 def output(logits, reconstruction=None):

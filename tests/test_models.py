@@ -148,9 +148,9 @@ def test_forward_rejects_bad_input(x, error, match):
 def test_warm_up_switch_through_the_model():
     model = tiny("mfnet").eval()
     assert isinstance(model.context, FactorizationContext)
-    mfnet_zoo.set_context_state(model.context, "off")
+    mfnet_zoo.layers.set_context_state(model.context, "off")
     assert model(torch.randn(1, 3, 48, 48)).reconstruction is None
-    mfnet_zoo.set_context_state(model.context, "on")
+    mfnet_zoo.layers.set_context_state(model.context, "on")
     assert model(torch.randn(1, 3, 48, 48)).reconstruction is not None
 
 

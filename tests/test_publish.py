@@ -14,7 +14,7 @@ from mfnet_zoo import _registry
 from mfnet_zoo.cli import main, parse_args
 from mfnet_zoo.data import SYNTHETIC_CLASSES, SyntheticShapes, train_transforms, write_synthetic_dataset
 from mfnet_zoo.hub import read_safetensors
-from mfnet_zoo.publish import NOT_RERUN, dataclass_from_dict, read_run_file, rerun_config
+from mfnet_zoo.run_record import NOT_RERUN, dataclass_from_dict, read_run_file, rerun_config
 from mfnet_zoo.train import PRESETS, TrainConfig, Trainer
 
 from .mock_hub import MockHub

@@ -40,8 +40,8 @@ def test_every_registered_name_builds_on_a_tiny_encoder(name):
 def test_block_options_pass_through():
     model = create_model("mfnet", encoder="test_resnet", mode="nmf", rank=32, width=48)
     assert (model.context.mode, model.context.rank, model.context.width) == ("nmf", 32, 48)
-    model = create_model("emanet", encoder="test_resnet", k=16, stages=2)
-    assert (model.context.emau.k, model.context.emau.stages) == (16, 2)
+    model = create_model("emanet", encoder="test_resnet", rank=16, stages=2)
+    assert (model.context.emau.rank, model.context.emau.stages) == (16, 2)
     model = create_model("deeplabv3plus", encoder="test_resnet", output_stride=8)
     assert model.context.atrous_rates == (12, 24, 36)
 
@@ -56,12 +56,12 @@ def test_unknown_name_lists_close_matches():
 def test_unknown_kwarg_names_the_valid_ones():
     with pytest.raises(TypeError, match=r"mfnet\(\) got unexpected keyword argument\(s\) \['ranks'\]; valid: .*'rank'"):
         create_model("mfnet", encoder="test_resnet", ranks=4)
-    with pytest.raises(TypeError, match=r"emanet_r50.*\['mode'\].*'k'"):
+    with pytest.raises(TypeError, match=r"emanet_r50.*\['mode'\].*'rank'"):
         create_model("emanet_r50", mode="nmf")
 
 
 def test_fixed_encoder_variants_refuse_another_encoder():
-    with pytest.raises(TypeError, match="mfnet_r50 fixes encoder='resnet50'.*create_model\\('mfnet', encoder='resnet18'\\)"):
+    with pytest.raises(ValueError, match="mfnet_r50 fixes encoder='resnet50'.*create_model\\('mfnet', encoder='resnet18'\\)"):
         create_model("mfnet_r50", encoder="resnet18")
 
 

@@ -117,8 +117,8 @@ def test_paper_preset_dry_run(paper_model, tmp_path, monkeypatch):
     model_name, model = paper_model
     # writing 120-160 MB checkpoints and a plot per epoch is I/O only (tests/test_train.py covers it on tiny
     # models); leaving it out takes a third off this test
-    monkeypatch.setattr(Trainer, "_save", lambda self, name, state: None)
-    monkeypatch.setattr("mfnet_zoo.train._write_curves", lambda path, history: None)
+    monkeypatch.setattr("mfnet_zoo.train.write_checkpoint", lambda path, state: None)
+    monkeypatch.setattr("mfnet_zoo.train.write_curves", lambda path, history: None)
     root = write_tiny_voc(tmp_path / "voc")
     cfg = PRESETS["paper"].replace(epochs=2, context_warmup_epochs=1, crop_size=65)
     generator = seed_everything(cfg.seed)

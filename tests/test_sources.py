@@ -144,3 +144,27 @@ def test_offline_without_cache_says_so(saved, monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(FileNotFoundError, match="'config.json' of Hub repo 'org/tiny' is not in the local cache"):
         load_model("hf-hub:org/tiny")
+
+
+def test_the_hub_options_are_the_same_for_every_way_in():
+    import inspect
+
+    from mfnet_zoo import SegmentationModel
+    from mfnet_zoo._factory import HUB_KWARGS
+
+    assert set(HUB_KWARGS) <= set(inspect.signature(SegmentationModel.from_pretrained).parameters)
+
+
+def test_a_plain_repo_id_means_the_hub_everywhere(tmp_path, monkeypatch):
+    # huggingface_hub's convention, for load_model and create_model(pretrained=) as for from_pretrained; a path
+    # that exists wins, and a registered name is refused by from_pretrained with the functions that take it
+    from mfnet_zoo._sources import parse_model_source
+
+    assert parse_model_source("org/repo").kind == "hf-hub"
+    assert "no registered name or local path" in parse_model_source("org/repo").describe()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "org" / "repo").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="taken as a local folder"):
+        parse_model_source("org/repo")
+    with pytest.raises(ValueError, match=r"names a registered model: use mfnet_zoo.create_model\('mfnet_r50'\)"):
+        mfnet_zoo.from_pretrained("mfnet_r50")

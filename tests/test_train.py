@@ -179,7 +179,7 @@ def test_batch_average_divides_by_micro_batch_times_accumulation_times_processes
             seen.append(batch_size)
             return super().components(output, target, batch_size=batch_size)
 
-    monkeypatch.setattr(engine, "_world_size", lambda: 3)  # as under torchrun with 3 processes
+    monkeypatch.setattr(engine, "world_size", lambda: 3)  # as under torchrun with 3 processes
     model = tiny_model("emanet")
     batches = [(torch.randn(2, 3, 32, 32), torch.randint(0, 6, (2, 32, 32)))] * 2
     train_one_epoch(model, batches, Spy(batch_average=True), build_optimizer(model, TrainConfig()),
@@ -286,7 +286,7 @@ def test_cli_train_and_eval_normalise_as_the_model_says(tmp_path, monkeypatch, c
     assert model.pretrained_cfg.mean == (0.1, 0.2, 0.3) and model.pretrained_cfg.interpolation == "bilinear"
     capsys.readouterr()
     assert main(train + ["--std", "0.4,0,0.6"]) == 2
-    assert "--std takes 3 comma-separated numbers > 0 (one per RGB channel), got 0.4,0.0,0.6" in capsys.readouterr().err
+    assert "std takes 3 numbers > 0 (one per RGB channel), got 0.4,0.0,0.6" in capsys.readouterr().err
 
 
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, capsys):

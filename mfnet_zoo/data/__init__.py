@@ -1,5 +1,5 @@
 """Datasets (VOC, SBD train_aug, folders, synthetic scenes) and joint image/mask transforms."""
-from .factory import DATASETS, build_dataset
+from .factory import DATASETS, DataOptions, build_dataset
 from .folder import FolderDataset, apply_orientation, exif_orientation, load_image, load_mask, load_pair
 from .synthetic import (CONTEXT_CLASSES, SCENES, SYNTHETIC_CLASSES, SyntheticShapes, render_context_scene, render_scene,
                         write_synthetic_dataset)
@@ -12,6 +12,7 @@ __all__ = [
     "AUGMENTATIONS",
     "CONTEXT_CLASSES",
     "DATASETS",
+    "DataOptions",
     "EVAL_PROTOCOLS",
     "FixScaleCrop",
     "FolderDataset",

@@ -1,6 +1,7 @@
 """One place that turns a dataset name (what ``mfnet-zoo --data`` takes) into a dataset and its class names."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from .folder import FolderDataset
 from .synthetic import SyntheticShapes
 from .voc import VOC_CLASSES, VOCAugSegmentation, VOCSegmentation
 
-__all__ = ["DATASETS", "build_dataset"]
+__all__ = ["DATASETS", "DataOptions", "build_dataset"]
 
 
 def build_dataset(name: str, split: str, transforms: Callable | None = None, *, root: str | Path | None = None,
@@ -28,7 +29,7 @@ def build_dataset(name: str, split: str, transforms: Callable | None = None, *, 
     - ``voc``: VOC 2012 under ``root``; ``voc-aug``: SBD's train_aug (``sbd_root``) for 'train', VOC otherwise.
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; available: {DATASETS}")
+        raise ValueError(f"unknown dataset {name!r}; available: {tuple(DATASETS)}")
     if name.startswith("synthetic"):
         scenes = name.removeprefix("synthetic").removeprefix("-") or "shapes"
         size = image_size or (64 if scenes == "shapes" else 224)
@@ -45,3 +46,32 @@ def build_dataset(name: str, split: str, transforms: Callable | None = None, *, 
             raise ValueError("--data voc-aug needs --sbd-root (the SBD 'benchmark_RELEASE/dataset' folder, sbd_root=)")
         return VOCAugSegmentation(root, sbd_root, download, transforms), list(VOC_CLASSES)
     return VOCSegmentation(root, split, download, transforms), list(VOC_CLASSES)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataOptions:
+    """A dataset by name and its options, as ``mfnet-zoo --data ...`` gives them (see :func:`build_dataset`)."""
+
+    name: str = "synthetic"
+    root: str | Path | None = None
+    sbd_root: str | Path | None = None
+    download: bool = False
+    num_classes: int | None = None
+    skip_bad: bool = False
+    synthetic_size: int = 1600
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in DATASETS:
+            raise ValueError(f"unknown dataset {self.name!r}; available: {tuple(DATASETS)}")
+
+    def build(self, split: str, transforms: Callable | None = None) -> tuple[Dataset, Sequence[str]]:
+        """The dataset for ``split`` and its class names."""
+        return build_dataset(self.name, split, transforms, root=self.root, sbd_root=self.sbd_root,
+                             download=self.download, num_classes=self.num_classes, skip_bad=self.skip_bad,
+                             synthetic_size=self.synthetic_size, image_size=self.image_size)
+
+    def full_images(self, protocol: str) -> bool:
+        """Whether evaluation under ``protocol`` goes one image at a time: VOC's full images differ in size
+        (the paper protocol's crops, and the synthetic scenes, share one)."""
+        return self.name in ("voc", "voc-aug") and protocol == "full"

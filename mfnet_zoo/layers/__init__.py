@@ -5,10 +5,11 @@ from .context_protocol import (CONTEXT_STATES, Reconstruction, get_context_state
                       set_context_state)
 from .decoder import ClassifierDecoder, DeepLabV3PlusDecoder
 from .ema import EMAContext, EMAUnit
-from .factorization import NMF_SETTINGS, FactorizationContext, FoldedFactorizationContext
+from .factorization import BASES_GRAD, NMF_SETTINGS, FactorizationContext, FoldedFactorizationContext
 
 __all__ = [
     "ASPP",
+    "BASES_GRAD",
     "CONTEXTS",
     "CONTEXT_STATES",
     "ClassifierDecoder",

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
-from .._checks import check_feature_map
+from .._checks import check_feature_map, is_positive_int
 
 __all__ = ["ASPP", "atrous_rates_for"]
 
@@ -32,7 +32,7 @@ class ASPP(nn.Module):
     def __init__(self, in_channels: int, out_channels: int = 256,
                  atrous_rates: Sequence[int] = (6, 12, 18), dropout: float = 0.5) -> None:
         super().__init__()
-        if any(isinstance(r, bool) or not isinstance(r, int) or r <= 0 for r in atrous_rates):
+        if not all(is_positive_int(r) for r in atrous_rates):
             raise ValueError(f"atrous_rates must be positive ints (or empty: no atrous branch), got {atrous_rates!r}")
         self.atrous_rates = tuple(atrous_rates)
         self.in_channels = in_channels

@@ -10,7 +10,8 @@ Y and Z:
   paper's code is matched exactly and at inference the whole branch is a constant map.
 * ``mode="nmf"`` (input-adaptive, after Hamburger, Geng et al. ICLR 2021): Y and Z are
   found per image by multiplicative-update NMF of the non-negative embedding, starting
-  from fixed bases; only the last update carries gradient (one-step gradient).
+  from fixed bases; by default only the last update carries gradient (one-step gradient,
+  ``bases_grad``: see below).
 
 How ``mode="nmf"`` differs from Hamburger's ``NMF2D`` (github:Gsunshine/Enjoy-Hamburger, ``seg/``), and
 the arguments that choose each side (``NMF_SETTINGS["hamburger"]`` sets all of them as its segmentation
@@ -26,16 +27,38 @@ configuration, ``seg/HamNet/settings.py``, does):
   unit-scale input, an effective inverse temperature of 1 / max(x) on the features themselves.
   ``inv_t=t`` applies t to the features as they are: Hamburger's NMF2D fixes t = 1.
 * **Steps.** 6 in training, 7 in eval here (NMF2D's defaults); Hamburger's segmentation configuration
-  uses 6 and 6. Gradient: one step (its last coefficient update), as Hamburger.
+  uses 6 and 6. Gradient: one step (its last coefficient update), as Hamburger (``bases_grad="one-step"``).
 * **Place in the model.** Hamburger squeezes 2048 -> 512 channels (``width`` here), factorizes, and
   maps back to 2048 followed by its own head; here the estimate is added to the non-negative
   embedding and projected to ``out_channels`` for the decoder, as the static mode.
+
+What the gradient sees (``bases_grad``, nmf mode only; the forward outputs are the same in all three,
+only autograd differs):
+
+* ``"none"``: nothing of the factorization is differentiable: bases and coefficients are computed
+  without gradient and the estimate is a constant. The embedding still trains through the
+  ``estimate + target`` sum and the reconstruction pair's target.
+* ``"one-step"`` (the default; Hamburger/HamNet): the multiplicative updates run without gradient and
+  only the last coefficient update is differentiable, in the features at the same position, with the
+  bases held constant. Geng et al. (ICLR 2021) found back-propagation through the whole iteration
+  unstable, and this one-step gradient is what HamNet trains with.
+* ``"unrolled"``: back-propagation through every update (softmax initialisation, all coefficient and
+  bases updates), so the bases depend differentiably on every position.
+
+The property that separates them: in ``"none"`` and ``"one-step"`` the gradient of an output cell with
+respect to the block's input at any *other* position is exactly zero (with BatchNorm in eval mode), and
+that is how the published designs train: the global context reaches each position in the forward pass,
+but no position's loss sends gradient to features elsewhere. With ``"unrolled"`` a distant position
+reaches the cell through the bases (and the per-image scale, the maximum of the features: unrolled is
+the exact gradient of the forward). In float32 and under bf16 autocast the unrolled gradient stays finite on zero, one-spike, tiny (1e-8)
+and huge (1e4) inputs, with its norm within 10x of the one-step gradient's there
+(``tests/test_bases_grad.py``).
 """
 from __future__ import annotations
 
 import contextlib
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -45,9 +68,21 @@ from torchvision.ops import Conv2dNormActivation
 from .._checks import check_feature_map, check_positive_int
 from .context_protocol import ContextState, Reconstruction, check_context_state
 
-__all__ = ["FactorizationContext", "FoldedFactorizationContext", "NMF_SETTINGS"]
+__all__ = ["BASES_GRAD", "NMF_SETTINGS", "BasesGrad", "FactorizationContext", "FoldedFactorizationContext",
+           "check_bases_grad"]
 
 _MODES = ("static", "nmf")
+
+# what the gradient sees of an iterative factorization (NMF here, EM in .ema); see the module docstring
+BasesGrad = Literal["none", "one-step", "unrolled"]
+BASES_GRAD: tuple[str, ...] = get_args(BasesGrad)
+
+
+def check_bases_grad(value: object) -> str:
+    """``value`` if it is one of :data:`BASES_GRAD`, else a ValueError naming it and the allowed values."""
+    if not isinstance(value, str) or value not in BASES_GRAD:
+        raise ValueError(f"bases_grad must be one of {BASES_GRAD}, got {value!r}")
+    return value
 
 # named NMF settings: FactorizationContext(..., mode="nmf", **NMF_SETTINGS[name]); the width (512) and rank (64)
 # of Hamburger's configuration are the nmf mode's defaults
@@ -69,12 +104,17 @@ class FactorizationContext(nn.Module):
         width: channels the factorization works at, after the 1x1 embedding conv. Default:
             ``in_channels`` for static (the paper), 512 for nmf (as Hamburger).
         base_size: (h0, w0) grid of the static Z; the paper's 33 x 33.
-        train_steps: NMF iterations without gradient in training (Hamburger: 6).
-        eval_steps: NMF iterations in eval (Hamburger: 7).
+        train_steps: NMF iterations in training (NMF2D's default and Hamburger's seg config: 6).
+        eval_steps: NMF iterations in eval (NMF2D's default: 7; Hamburger's seg config: 6, see NMF_SETTINGS).
         seed: seed of the NMF initial bases (a buffer, so eval and export are deterministic).
         inv_t: inverse temperature of the softmax that initialises the NMF coefficients, on the features
             as they are (Hamburger: 1); None: on the unit-scale features (see the module docstring).
         redraw_bases: draw new initial bases on every training forward, as Hamburger (eval keeps the buffer).
+        bases_grad: what autograd sees of the NMF (nmf mode only; the outputs are the same for all three):
+            ``"none"`` (nothing: the estimate is a constant), ``"one-step"`` (the default, Hamburger's: the
+            last coefficient update only, position by position) or ``"unrolled"`` (every update, so the bases
+            carry gradient between positions). See the module docstring. The static mode has no iterations
+            and takes only the default.
         context_state: ``"on"`` (the context in the features, the pair returned), ``"off"`` (the
             factorization skipped: warm-up epochs) or ``"pair-only"`` (the pair computed, the features
             bypass the context: the paper's code as it ran). See :mod:`mfnet_zoo.layers.context_protocol`; the
@@ -102,6 +142,7 @@ class FactorizationContext(nn.Module):
         context_state: ContextState = "on",
         inv_t: float | None = None,
         redraw_bases: bool = False,
+        bases_grad: BasesGrad = "one-step",
     ) -> None:
         super().__init__()
         if mode not in _MODES:
@@ -124,6 +165,7 @@ class FactorizationContext(nn.Module):
         self.context_state = check_context_state(context_state)
         self.inv_t = None if inv_t is None else float(inv_t)
         self.redraw_bases = redraw_bases
+        self.bases_grad = bases_grad  # checked by the property
 
         # the paper's `conv1`: 1x1 with bias, the target of the reconstruction loss
         self.embed = nn.Conv2d(in_channels, width, 1, bias=True)
@@ -141,8 +183,22 @@ class FactorizationContext(nn.Module):
         # the paper's `conv2` + ReLU
         self.proj = Conv2dNormActivation(width, out_channels, kernel_size=1)
 
+    @property
+    def bases_grad(self) -> str:
+        """What autograd sees of the NMF: ``"none"``, ``"one-step"`` or ``"unrolled"`` (settable; checked)."""
+        return self._bases_grad
+
+    @bases_grad.setter
+    def bases_grad(self, value: BasesGrad) -> None:
+        check_bases_grad(value)
+        if self.mode == "static" and value != "one-step":
+            raise ValueError(f"bases_grad={value!r} needs mode='nmf': the static mode has no iterations to "
+                             "differentiate (it takes only the default, 'one-step')")
+        self._bases_grad = value
+
     def extra_repr(self) -> str:
-        nmf = f", inv_t={self.inv_t}, redraw_bases={self.redraw_bases}" if self.mode == "nmf" else ""
+        nmf = f", inv_t={self.inv_t}, redraw_bases={self.redraw_bases}, bases_grad={self.bases_grad!r}" \
+            if self.mode == "nmf" else ""
         return f"mode={self.mode!r}, rank={self.rank}, width={self.width}, context_state={self.context_state!r}{nmf}"
 
     def no_weight_decay(self) -> set[str]:
@@ -194,15 +250,30 @@ class FactorizationContext(nn.Module):
         return (self.Y @ self.Z).view(1, self.width, *self.base_size)
 
     def _nmf(self, v: torch.Tensor) -> torch.Tensor:
-        """NMF of v (B x D x N, non-negative) with rank-K bases; returns bases @ coef^T, B x D x N."""
+        """NMF of v (B x D x N, non-negative) with rank-K bases; returns bases @ coef^T, B x D x N.
+
+        The same operations in the same order in every ``bases_grad`` mode (so the same values, bit for bit);
+        the modes only choose which of them autograd records.
+        """
         # float32 throughout: the multiplicative updates divide by small numbers, and fp16
         # products overflow at 2048 channels; each image is factorized at unit scale (its max),
         # so huge or tiny features neither overflow nor vanish
         no_autocast = torch.autocast(device_type=v.device.type, enabled=False) \
             if torch.amp.is_autocast_available(v.device.type) else contextlib.nullcontext()  # e.g. meta
+        # "unrolled" records the iterations; "none" not even the last coefficient update
+        iterations = contextlib.nullcontext() if self.bases_grad == "unrolled" else torch.no_grad()
+        last_step = torch.no_grad() if self.bases_grad == "none" else contextlib.nullcontext()
         with no_autocast:
+            # NMF2D's epsilon in the updates' denominators: they stay > 0 where a coefficient row or a base
+            # has gone to zero (an all-zero position, a base no position uses), so 0 / 0 never happens; at
+            # unit scale it is far below the products it guards (and bounds their backward gain by 1 / eps)
             eps = 1e-6
-            scale = v.detach().float().amax(dim=(1, 2), keepdim=True).clamp_min(eps)
+            # an all-zero image has max 0: divide by eps instead (its estimate is then exactly 0). A constant
+            # for autograd except when unrolled: with inv_t=None the NMF is homogeneous of degree 1 in v, so
+            # the scale's terms cancel; with inv_t set, the softmax sees the features as they are, and the
+            # exact unrolled gradient includes the max's (one position's) share
+            scale = (v if self.bases_grad == "unrolled" else v.detach()).float().amax(dim=(1, 2), keepdim=True)
+            scale = scale.clamp_min(eps)
             v = v.float() / scale
             if self.redraw_bases and self.training:  # Hamburger: new uniform bases for every image
                 bases = F.normalize(torch.rand(v.shape[0], self.width, self.rank, device=v.device), dim=1)
@@ -210,15 +281,17 @@ class FactorizationContext(nn.Module):
                 bases = self.bases.float().unsqueeze(0).repeat(v.shape[0], 1, 1)  # B x D x K
             # the softmax's inverse temperature on the features as given: inv_t x scale on the unit-scale ones
             inv_t = 1.0 if self.inv_t is None else self.inv_t * scale
-            with torch.no_grad():
+            with iterations:
                 coef = torch.softmax(inv_t * (v.transpose(1, 2) @ bases), dim=-1)  # B x N x K
                 steps = self.train_steps if self.training else self.eval_steps
                 for _ in range(steps):
                     coef = coef * (v.transpose(1, 2) @ bases) / (coef @ (bases.transpose(1, 2) @ bases) + eps)
                     bases = bases * (v @ coef) / (bases @ (coef.transpose(1, 2) @ coef) + eps)
-            # one-step gradient: the last coefficient update is differentiable in v
-            coef = coef * (v.transpose(1, 2) @ bases) / (coef @ (bases.transpose(1, 2) @ bases) + eps)
-            return (bases @ coef.transpose(1, 2)) * scale
+            with last_step:
+                # one-step gradient: the last coefficient update is differentiable in v (at each position
+                # alone, unless the bases above carry gradient: "unrolled")
+                coef = coef * (v.transpose(1, 2) @ bases) / (coef @ (bases.transpose(1, 2) @ bases) + eps)
+                return (bases @ coef.transpose(1, 2)) * scale
 
     def forward(self, x: torch.Tensor, return_reconstruction: bool = False):
         """x: B x in_channels x h x w -> B x out_channels x h x w (see class docstring)."""

@@ -9,8 +9,9 @@ from torch import nn
 
 from .._builder import load_pretrained
 from .._checks import check_positive_int
+from .._deprecations import rename_args
 from .._pretrained import PretrainedCfg
-from .._registry import get_pretrained_cfg, list_models
+from .._registry import get_model_family, get_pretrained_cfg, list_models
 from .encoder import TimmEncoder
 from .segmentation import SegmentationModel
 
@@ -57,6 +58,7 @@ def build_segmentation_model(
     tag such as ``"tv_in1k"``. ``num_classes``: default 21, or the tag's class count when its weights
     are loaded (timm's convention). Unknown keyword arguments raise TypeError naming the valid ones.
     """
+    kwargs = rename_args(get_model_family(model_name), kwargs)  # old config.json files keep loading
     defaults = head_defaults(head_fn)
     unknown = sorted(set(kwargs) - set(defaults))
     if unknown:
@@ -100,9 +102,8 @@ def build_variant(head_fn: HeadFn, model_name: str, pretrained: bool, kwargs: di
                   encoder: str, **defaults: Any) -> SegmentationModel:
     """A named variant: ``encoder`` is fixed, ``defaults`` (e.g. multi_grid) can be overridden."""
     if kwargs.get("encoder", encoder) != encoder:
-        family = model_name.rsplit("_", 1)[0]
-        raise TypeError(f"{model_name} fixes encoder={encoder!r}; for another encoder use "
-                        f"create_model({family!r}, encoder={kwargs['encoder']!r})")
+        raise ValueError(f"{model_name} fixes encoder={encoder!r}; for another encoder use "
+                         f"create_model({get_model_family(model_name)!r}, encoder={kwargs['encoder']!r})")
     kwargs.pop("encoder", None)
     return build_segmentation_model(head_fn, model_name, pretrained, encoder=encoder, **{**defaults, **kwargs})
 

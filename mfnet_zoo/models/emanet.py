@@ -4,6 +4,7 @@ from __future__ import annotations
 from .._pretrained import encoder_only_cfg
 from .._registry import register_model, register_pretrained_cfgs
 from ..layers import ClassifierDecoder, EMAContext
+from ..layers.factorization import BasesGrad
 from ._family import TEST_ENCODER, build_segmentation_model, build_variant
 from .encoder import TimmEncoder
 
@@ -16,13 +17,15 @@ register_pretrained_cfgs({
 })
 
 
-def _emanet_head(encoder: TimmEncoder, num_classes: int, *, k: int = 64, stages: int = 3,
-                 momentum: float = 0.9, width: int = 512):
-    context = EMAContext(encoder.out_channels, 256, width=width, k=k, stages=stages, momentum=momentum)
+def _emanet_head(encoder: TimmEncoder, num_classes: int, *, rank: int = 64, stages: int = 3,
+                 momentum: float = 0.9, width: int = 512, bases_grad: BasesGrad = "none"):
+    # bases_grad: what autograd sees of the EM stages, "none" (EMANet's), "one-step" or "unrolled" (see EMAUnit)
+    context = EMAContext(encoder.out_channels, 256, width=width, rank=rank, stages=stages, momentum=momentum,
+                         bases_grad=bases_grad)
     return context, ClassifierDecoder(num_classes, 256)
 
 
-@register_model(test_configs={"": {"encoder": TEST_ENCODER, "k": 8}})
+@register_model(test_configs={"": {"encoder": TEST_ENCODER, "rank": 8}})
 def emanet(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
     """EMANet on any timm encoder."""
     return build_segmentation_model(_emanet_head, "emanet", pretrained, encoder=encoder, **kwargs)

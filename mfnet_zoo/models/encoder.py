@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .. import hub
-from .._checks import check_positive_int
+from .._checks import check_positive_int, is_positive_int
 
 __all__ = ["TimmEncoder"]
 
@@ -119,7 +119,7 @@ class TimmEncoder(nn.Module):
         if stage is None or not all(hasattr(block, "conv2") for block in stage):
             raise ValueError(f"multi_grid needs a ResNet-style encoder with layer4 bottleneck blocks; "
                              f"{self.name!r} has none")
-        if len(grid) != len(stage) or any(not isinstance(g, int) or g <= 0 for g in grid):
+        if len(grid) != len(stage) or not all(is_positive_int(g) for g in grid):
             raise ValueError(f"multi_grid must be {len(stage)} positive ints for {self.name!r}, got {grid!r}")
         base = stage[-1].conv2.dilation[0]  # the stage's dilation (1 at stride 32, 2 at 16, 4 at 8)
         dilations = [base * g for g in grid]

@@ -1,4 +1,5 @@
-"""MFNet: low-rank factorization context + DeepLabV3+ decoder (Gurram; DESIGN.md)."""
+"""MFNet: low-rank factorization context + DeepLabV3+ decoder (Gurram: *Learning context with factorization
+techniques in semantic segmentation*; docs/models.md describes the blocks)."""
 from __future__ import annotations
 
 from typing import Literal
@@ -7,6 +8,7 @@ from .._pretrained import encoder_only_cfg
 from .._registry import register_model, register_pretrained_cfgs
 from ..layers import DeepLabV3PlusDecoder, FactorizationContext
 from ..layers.context_protocol import ContextState
+from ..layers.factorization import BasesGrad
 from ._family import TEST_ENCODER, build_segmentation_model, build_variant, require_low_level
 from .encoder import TimmEncoder
 
@@ -24,14 +26,15 @@ def _mfnet_head(encoder: TimmEncoder, num_classes: int, *, rank: int = 64,
                 mode: Literal["static", "nmf"] = "static", width: int | None = None,
                 base_size: tuple[int, int] = (33, 33), train_steps: int = 6, eval_steps: int = 7,
                 seed: int = 0, decoder_channels: int = 256, context_state: ContextState = "on",
-                inv_t: float | None = None, redraw_bases: bool = False):
+                inv_t: float | None = None, redraw_bases: bool = False, bases_grad: BasesGrad = "one-step"):
     # context_state (saved in config.json, as the state the model is in when saved): "on", "off" (warm-up
     # epochs) or "pair-only" (the paper's code as it ran: the pair for the loss, logits without the context);
-    # Hamburger's NMF: mode="nmf", **layers.NMF_SETTINGS["hamburger"]
+    # Hamburger's NMF: mode="nmf", **layers.NMF_SETTINGS["hamburger"]; bases_grad (nmf mode): what autograd sees of
+    # the NMF iterations, "one-step" (Hamburger's), "none" or "unrolled" (see FactorizationContext)
     context = FactorizationContext(encoder.out_channels, 256, rank=rank, mode=mode, width=width,
                                    base_size=tuple(base_size), train_steps=train_steps,
                                    eval_steps=eval_steps, seed=seed, context_state=context_state,
-                                   inv_t=inv_t, redraw_bases=redraw_bases)
+                                   inv_t=inv_t, redraw_bases=redraw_bases, bases_grad=bases_grad)
     decoder = DeepLabV3PlusDecoder(require_low_level(encoder, "MFNet"), num_classes, channels=decoder_channels)
     return context, decoder
 

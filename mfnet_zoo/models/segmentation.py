@@ -1,7 +1,6 @@
 """One segmentation model for every architecture: encoder -> context -> decoder -> upsample."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,20 @@ from torch import nn
 from .. import hub
 from .._builder import load_saved_model, model_config
 from .._checks import is_tracing
+from ..card import model_card_for
 from .._pretrained import PretrainedCfg
-from .._registry import model_entrypoint
 from .._sources import parse_model_source
 from ..layers.context_protocol import Reconstruction, get_context_state, provides_reconstruction
 from .encoder import TimmEncoder
 
-__all__ = ["SegmentationModel", "SegmentationOutput"]
+__all__ = ["SegmentationModel", "SegmentationOutput", "is_binary"]
+
+
+def is_binary(num_classes: int) -> bool:
+    """Whether a model with ``num_classes`` outputs segments one class against the rest: one channel is
+    binary (sigmoid, BCE; a pixel is the class where its logit > 0), more are multiclass (softmax, argmax).
+    The one place this rule is decided: the loss, the engine, inference and ``predict`` ask here."""
+    return num_classes == 1
 
 
 @dataclass
@@ -193,31 +199,24 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
         ``model_kwargs`` apply on top of the saved arguments (``num_classes=5``: a new head, the rest
         loaded). The same loading code as :func:`mfnet_zoo.load_model`, which also takes registry names.
         """
-        text = str(pretrained_model_name_or_path)
-        if isinstance(pretrained_model_name_or_path, str) and not os.path.exists(text) \
-                and not text.startswith(("hf-hub:", "local-dir:")):
-            text = f"hf-hub:{text}"  # huggingface_hub's convention: a bare string that is no path is a repo id
         hub_kwargs = dict(force_download=force_download, token=token, cache_dir=cache_dir,
                           local_files_only=local_files_only, revision=revision)
-        model = load_saved_model(parse_model_source(text), strict=strict,
-                                 hub_kwargs={k: v for k, v in hub_kwargs.items() if v}, **model_kwargs)
+        source = parse_model_source(pretrained_model_name_or_path)
+        if source.kind in ("name", "tag"):
+            raise ValueError(f"from_pretrained loads saved weights; {source.describe()} names a registered model: "
+                             f"use mfnet_zoo.create_model({source.text!r}) or mfnet_zoo.load_model({source.text!r})")
+        model = load_saved_model(source, strict=strict, hub_kwargs={k: v for k, v in hub_kwargs.items() if v},
+                                 **model_kwargs)
         return model.to(map_location)
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
         """Model card (``repo_id``, ``metrics``, ``dataset``, ``license`` may be given; by default the
-        pretrained config's)."""
-        cfg = self.pretrained_cfg
-        kwargs.setdefault("metrics", cfg.metrics)
-        kwargs["dataset"] = kwargs.get("dataset") or cfg.dataset
-        kwargs["license"] = kwargs.get("license") or cfg.license
-        return hub.model_card(
-            model_config(self), description=(model_entrypoint(self.model_name).__doc__ or "").strip().splitlines()[0],
-            blocks=" -> ".join(type(m).__name__ for m in (self.encoder, self.context, self.decoder)),
-            parameters=sum(p.numel() for p in self.parameters()), **kwargs)
+        pretrained config's): :func:`mfnet_zoo.card.model_card_for`."""
+        return model_card_for(self, **kwargs)
 
     @torch.inference_mode()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Class map B x H x W (int64) in eval mode; one channel means binary (logit > 0)."""
         self.eval()
         logits = self(x).logits
-        return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1)
+        return (logits[:, 0] > 0).long() if is_binary(logits.shape[1]) else logits.argmax(dim=1)
