@@ -320,12 +320,36 @@ def test_context_scenes_share_the_layout_and_differ_in_where_the_orientation_is(
         assert torch.equal((local_mask[objects] - 1) // 2, (global_mask[objects] - 1) // 2)
         assert ((global_mask[objects] - 1) % 2).unique().numel() == 1
         marker = (global_image != nocue_image).any(dim=0)
-        assert marker.sum() == 34 * 134  # the marker, and nothing else, is painted over
+        assert marker.sum() == 24 * 134  # the marker, and nothing else, is painted over
         marker_cols, object_cols = marker.any(dim=0).nonzero(), objects.any(dim=0).nonzero()
-        assert (object_cols[:, None] - marker_cols[None, :]).abs().min() >= 112  # half the side, beyond the field
+        # beyond the reach of a logit without context (121 px; tests/test_context_study.py measures it) + 16 px
+        assert (object_cols[:, None] - marker_cols[None, :]).abs().min() >= 137
     assert torch.equal(render_context_scene(3, 224, 0)[1], render_context_scene(3, 224, 0)[1])
     with pytest.raises(ValueError, match="rule must be 'local', 'global' or 'global-nocue'"):
         render_context_scene(0, 224, rule="nearby")
+
+
+def test_context_scene_layout_is_what_the_scene_draws():
+    from mfnet_zoo.data.synthetic import context_scene_layout
+
+    for index in range(8):
+        layout = context_scene_layout(index, 224, seed=3)
+        for rule in ("local", "global", "global-nocue"):
+            assert torch.equal(render_context_scene(index, 224, seed=3, rule=rule)[1], layout.label_mask(rule))
+        image, mask = render_context_scene(index, 224, seed=3, rule="global")
+        blank, _ = render_context_scene(index, 224, seed=3, rule="global-nocue")
+        marker = (image != blank).any(dim=0)
+        x0, y0, width, height = layout.marker
+        if not layout.marker_left:
+            marker = marker.flip(-1)
+        assert marker.nonzero().amin(0).tolist() == [y0, x0] and marker.nonzero().amax(0).tolist() == [
+            y0 + height - 1, x0 + width - 1]
+        marker_cols, object_cols = marker.any(dim=0).nonzero(), (layout.label_mask(mirrored=False) > 0).any(0).nonzero()
+        assert layout.marker_gap() == (object_cols[:, None] - marker_cols[None, :]).abs().min()
+    # it renders at any size the datasets allow (16 and up)
+    for size in (16, 48, 224, 320):
+        image, mask = render_context_scene(0, size, seed=0, rule="local")
+        assert image.shape == (3, size, size) and mask.shape == (size, size)
 
 
 def test_context_scene_labels_follow_their_rule():

@@ -10,6 +10,7 @@ that is not the shape comes from (:func:`render_context_scene`): ``"local"``, ``
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import partial
 from pathlib import Path
@@ -19,8 +20,8 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.io import write_png
 
-__all__ = ["CONTEXT_CLASSES", "SCENES", "SYNTHETIC_CLASSES", "SyntheticShapes", "render_context_scene",
-           "render_scene", "write_synthetic_dataset"]
+__all__ = ["CONTEXT_CLASSES", "SCENES", "SYNTHETIC_CLASSES", "ContextLayout", "ContextObject", "SyntheticShapes",
+           "context_scene_layout", "render_context_scene", "render_scene", "write_synthetic_dataset"]
 
 SYNTHETIC_CLASSES = ("background", "circle", "square", "triangle", "ring", "cross")
 # the context scenes: shape x stripe orientation ("v" vertical, "h" horizontal); whose stripes decide
@@ -91,12 +92,118 @@ def _stripes(size: int, vertical: bool) -> torch.Tensor:
     return ramp.expand(size, size) if vertical else ramp[:, None].expand(size, size)
 
 
-# the context scenes' layout, as fractions of the size S (pixels at S = 224): a marker 0.15 S wide (34) and
-# 0.6 S tall (134), centred 0.1 S (22) from one side edge; every object pixel at least 0.5 S (112) beyond its
-# far edge. That is more than the reach of a logit of the context study's model without a context block
-# (test_resnet at stride 16 + the DeepLabV3+ decoder: +-105 px, measured by benchmarks/context_study.py), so
-# at 224 no logit of an object depends on the marker except through the context block.
-_MARKER_WIDTH, _MARKER_HEIGHT, _MARKER_OFFSET, _MARKER_GAP = 0.15, 0.6, 0.1, 0.5
+# the context scenes' layout, as fractions of the size S (pixels at S = 224): a marker three stripe periods wide
+# (3/28 S, 24 px) and 0.6 S tall (134), 0.01 S (2 px) from one side edge; objects of radius 0.065-0.085 S
+# (15-19 px) in the band that starts 0.62 S (139 px) beyond the marker's far edge, so at 224 every object pixel
+# is at least 140 columns from every marker pixel. The farthest a logit of the context study's model without a
+# context block (test_resnet at stride 16 + the DeepLabV3+ decoder) moves when one input column changes is
+# 121 px (benchmarks/context_study.py, logit_reach; 112 px from the centre column), so the gap clears that reach
+# by 19 px: at 224 no logit of an object depends on the marker except through the context block
+# (tests/test_context_study.py measures the reach and checks the gap of the held-out scenes against it).
+_MARKER_WIDTH, _MARKER_HEIGHT, _MARKER_OFFSET, _MARKER_GAP = 3 / 28, 0.6, 0.01, 0.62
+_OBJECT_RADIUS = (0.065, 0.085)
+_CONTEXT_RULES = ("local", "global", "global-nocue")
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextObject:
+    """One object of a context scene, in the frame with the marker on the left (pixels)."""
+
+    shape: int  # 0 circle, 1 square, 2 triangle
+    vertical: bool  # the orientation of its own stripes (the local rule's label)
+    radius: float
+    cx: float
+    cy: float
+    theta: float
+    colour: tuple[float, float, float]
+
+    def mask(self, size: int) -> torch.Tensor:
+        """S x S bool: the object's pixels (in the frame with the marker on the left)."""
+        # every shape lies within 1.2 r of its centre (the triangle's circumradius): test that box only
+        bound = 1.2 * self.radius + 2
+        rows = torch.arange(max(0, math.floor(self.cy - bound)), min(size, math.ceil(self.cy + bound) + 1))
+        cols = torch.arange(max(0, math.floor(self.cx - bound)), min(size, math.ceil(self.cx + bound) + 1))
+        mask = torch.zeros(size, size, dtype=torch.bool)
+        if len(rows) and len(cols):
+            y, x = torch.meshgrid(rows.float(), cols.float(), indexing="ij")
+            dx, dy = x - self.cx, y - self.cy
+            c, s = math.cos(self.theta), math.sin(self.theta)
+            mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = _shape_mask(self.shape + 1, dx * c + dy * s,
+                                                                           -dx * s + dy * c, self.radius)
+        return mask
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextLayout:
+    """The geometry of a context scene (:func:`context_scene_layout`): what every rule shares.
+
+    ``marker`` is (x0, y0, width, height) in the frame with the marker on the left; the scene is mirrored
+    (``flip(-1)``) when ``marker_left`` is False. Later objects occlude earlier ones.
+    """
+
+    size: int
+    marker_vertical: bool
+    marker_left: bool
+    marker: tuple[int, int, int, int]
+    objects: tuple[ContextObject, ...]
+
+    def label_mask(self, rule: str = "global", mirrored: bool = True) -> torch.Tensor:
+        """S x S int64 labels of ``rule`` (as :func:`render_context_scene` returns them with ``mirrored``)."""
+        _check_rule(rule)
+        mask = torch.zeros(self.size, self.size, dtype=torch.int64)
+        for obj in self.objects:
+            orientation = obj.vertical if rule == "local" else self.marker_vertical
+            mask[obj.mask(self.size)] = 1 + 2 * obj.shape + (0 if orientation else 1)
+        return mask.flip(-1) if mirrored and not self.marker_left else mask
+
+    def marker_gap(self) -> int | None:
+        """The smallest column distance (px) between a marker pixel and an object pixel (None: no object
+        pixel in the image); the same in both mirrored frames."""
+        object_cols = (self.label_mask(mirrored=False) > 0).any(dim=0).nonzero().flatten()
+        if not len(object_cols):
+            return None
+        x0, _, width, _ = self.marker
+        return int(((x0 - object_cols).clamp(min=0) + (object_cols - (x0 + width - 1)).clamp(min=0)).min())
+
+
+def _check_rule(rule: str) -> None:
+    if rule not in _CONTEXT_RULES:
+        raise ValueError(f"rule must be 'local', 'global' or 'global-nocue', got {rule!r}")
+
+
+def _draw_layout(generator: torch.Generator, size: int, max_objects: int) -> ContextLayout:
+    marker_vertical = bool(torch.rand(1, generator=generator) < 0.5)
+    marker_left = bool(torch.rand(1, generator=generator) < 0.5)
+    width, height = max(4, round(_MARKER_WIDTH * size)), round(_MARKER_HEIGHT * size)
+    x0 = round(_MARKER_OFFSET * size)
+    y0 = int(torch.randint(size - height + 1, (1,), generator=generator))
+    far_edge = x0 + width + _MARKER_GAP * size  # objects start here (marker on the left)
+    n_objects = 1 + int(torch.randint(max_objects, (1,), generator=generator))
+    objects = []
+    for _ in range(n_objects):
+        shape = int(torch.randint(3, (1,), generator=generator))  # circle, square, triangle
+        vertical = bool(torch.rand(1, generator=generator) < 0.5)
+        low, high = _OBJECT_RADIUS
+        r = size * (low + (high - low) * float(torch.rand(1, generator=generator)))
+        reach = 1.2 * r  # the triangle's circumradius, the largest of the three
+        lo, hi = far_edge + reach, size - 1 - reach
+        cx = lo + (hi - lo) * float(torch.rand(1, generator=generator))
+        cy = reach + (size - 1 - 2 * reach) * float(torch.rand(1, generator=generator))
+        theta = float(torch.rand(1, generator=generator)) * 2 * math.pi
+        colour = tuple((0.3 + 0.7 * torch.rand(3, generator=generator)).tolist())
+        objects.append(ContextObject(shape, vertical, r, cx, cy, theta, colour))
+    return ContextLayout(size, marker_vertical, marker_left, (x0, y0, width, height), tuple(objects))
+
+
+def _context_generator(index: int, seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + index)
+
+
+def context_scene_layout(index: int, size: int = 224, seed: int = 0, max_objects: int = 4) -> ContextLayout:
+    """The layout of context scene ``index`` (marker, objects), without drawing it: what
+    :func:`render_context_scene` draws for the same arguments, cheap enough to scan thousands of scenes
+    (``layout.label_mask(rule)``, ``layout.marker_gap()``)."""
+    return _draw_layout(_context_generator(index, seed), size, max_objects)
 
 
 def render_context_scene(index: int, size: int = 224, seed: int = 0, rule: str = "global",
@@ -104,8 +211,9 @@ def render_context_scene(index: int, size: int = 224, seed: int = 0, rule: str =
     """Context scene ``index``: (image 3 x S x S float in [0, 1], mask S x S int64 in [0, 7)).
 
     Every scene has 1 to ``max_objects`` circles, squares or triangles on one side and a black-and-white
-    striped marker (vertical or horizontal stripes) on the other, far beyond the objects' receptive field
-    (see the layout above). The label of an object is its shape and an orientation taken from:
+    striped marker (vertical or horizontal stripes) at the other edge, beyond the objects' receptive field
+    (see the layout above; :func:`context_scene_layout` gives it without drawing). The label of an object is
+    its shape and an orientation taken from:
 
     - ``"local"``: the object's own stripes (each object is filled with coloured stripes, drawn per
       object; the marker is drawn too, a distractor);
@@ -115,44 +223,23 @@ def render_context_scene(index: int, size: int = 224, seed: int = 0, rule: str =
 
     For one ``index`` the three rules draw the same layout, shapes, colours and marker.
     """
-    if rule not in ("local", "global", "global-nocue"):
-        raise ValueError(f"rule must be 'local', 'global' or 'global-nocue', got {rule!r}")
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
+    _check_rule(rule)
+    generator = _context_generator(index, seed)
+    layout = _draw_layout(generator, size, max_objects)  # first, so that context_scene_layout draws the same
     image = _texture(size, generator)
-    mask = torch.zeros(size, size, dtype=torch.int64)
-    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
-                          indexing="ij")
     stripes = {True: _stripes(size, True), False: _stripes(size, False)}
-    marker_vertical = bool(torch.rand(1, generator=generator) < 0.5)
-    marker_left = bool(torch.rand(1, generator=generator) < 0.5)
-    width, height = max(4, round(_MARKER_WIDTH * size)), round(_MARKER_HEIGHT * size)
-    x0 = round(_MARKER_OFFSET * size) - width // 2
-    y0 = int(torch.randint(size - height + 1, (1,), generator=generator))
-    far_edge = x0 + width + _MARKER_GAP * size  # objects start here (marker on the left)
-    n_objects = 1 + int(torch.randint(max_objects, (1,), generator=generator))
-    for _ in range(n_objects):
-        shape = int(torch.randint(3, (1,), generator=generator))  # circle, square, triangle
-        vertical = bool(torch.rand(1, generator=generator) < 0.5)
-        r = size * (0.08 + 0.03 * float(torch.rand(1, generator=generator)))
-        reach = 1.2 * r  # the triangle's circumradius, the largest of the three
-        lo, hi = far_edge + reach, size - 1 - reach
-        cx = lo + (hi - lo) * float(torch.rand(1, generator=generator))
-        cy = reach + (size - 1 - 2 * reach) * float(torch.rand(1, generator=generator))
-        theta = float(torch.rand(1, generator=generator)) * 2 * math.pi
-        dx, dy = x - cx, y - cy
-        u, v = dx * math.cos(theta) + dy * math.sin(theta), -dx * math.sin(theta) + dy * math.cos(theta)
-        inside = _shape_mask(shape + 1, u, v, r)
-        colour = 0.3 + 0.7 * torch.rand(3, 1, 1, generator=generator)
-        pattern = 0.45 + 0.55 * stripes[vertical] if rule == "local" else 0.725  # plain: the stripes' mean
+    for obj in layout.objects:
+        inside = obj.mask(size)
+        colour = torch.tensor(obj.colour).view(3, 1, 1)
+        pattern = 0.45 + 0.55 * stripes[obj.vertical] if rule == "local" else 0.725  # plain: the stripes' mean
         fill = colour * pattern + 0.05 * torch.randn(3, size, size, generator=generator)
         image = torch.where(inside, fill, image)
-        orientation = vertical if rule == "local" else marker_vertical
-        mask[inside] = 1 + 2 * shape + (0 if orientation else 1)
     if rule != "global-nocue":
-        image[:, y0:y0 + height, x0:x0 + width] = stripes[marker_vertical][y0:y0 + height, x0:x0 + width]
-    if not marker_left:  # the mirrored layout: marker on the right, objects on the left
-        image, mask = image.flip(-1), mask.flip(-1)
-    return image.clamp(0, 1), mask
+        x0, y0, width, height = layout.marker
+        image[:, y0:y0 + height, x0:x0 + width] = stripes[layout.marker_vertical][y0:y0 + height, x0:x0 + width]
+    if not layout.marker_left:  # the mirrored layout: marker on the right, objects on the left
+        image = image.flip(-1)
+    return image.clamp(0, 1), layout.label_mask(rule)
 
 
 # scenes=... of SyntheticShapes: renderer (index, size, seed) -> (image, mask), and the class names
