@@ -6,10 +6,14 @@ registry and the Hub I/O leaf.
 - :func:`load_pretrained` resolves what ``pretrained=`` names (a tag, ``hf-hub:``, a path) to a file;
 - :func:`model_config` / :func:`model_from_config` write and read ``config.json``: the registry
   name and every constructor argument, rebuilt through :func:`~mfnet_zoo.model_entrypoint`.
+
+A saved config is data, not instructions: :func:`check_saved_args` admits only the family's constructor
+arguments and refuses anything that would fetch weights, so loading a saved model reads its own files only.
 """
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -19,17 +23,25 @@ import torch
 from torch import nn
 
 from . import hub
+from ._deprecations import RENAMED_ARGS
 from ._pretrained import PretrainedCfg, resolve_data_config
-from ._registry import model_entrypoint, split_model_name_tag
+from ._registry import get_family_options, get_model_family, model_entrypoint, split_model_name_tag
 from ._sources import ModelSource, parse_model_source
 from .checkpoint import RUN_CHECKPOINTS, checkpoint_config, read_checkpoint
 from .version import __version__
 
 __all__ = ["load_weights", "load_pretrained", "model_config", "model_from_config", "check_config_values",
-           "model_from_checkpoint", "saved_files", "load_saved_model",
-           "check_same_model"]
+           "check_saved_args", "model_from_checkpoint", "saved_files", "load_saved_model",
+           "check_same_model", "CONFIG_ARGS", "WEIGHTS_ARGS"]
 
 MAX_CONFIG_INT = 1 << 16  # no size argument of any registered model comes near this
+# the common constructor arguments a saved config's model_args hold (model.model_args, besides the block options)
+CONFIG_ARGS = ("num_classes", "encoder", "output_stride", "in_chans", "multi_grid", "encoder_kwargs")
+# constructor arguments that choose weights to fetch: never taken from a saved config
+WEIGHTS_ARGS = ("encoder_weights", "pretrained_tag", "pretrained_cfg_overlay")
+FETCHING_KEYS = ("url", "file", "hf_hub_id")  # where a pretrained config says to fetch from: refused at any depth
+TIMM_FETCHING_KWARGS = ("checkpoint_path", "cache_dir")  # timm.create_model's, with pretrained*: not in encoder_kwargs
+TIMM_NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_-]+)?")  # an architecture (and tag), never hf-hub:/local-dir:
 
 
 def _classifier_prefix(model: nn.Module) -> str:
@@ -93,6 +105,9 @@ def load_pretrained(model: nn.Module, pretrained: bool | str | Path, cfg: Pretra
     source = parse_model_source(pretrained)
     config, state_dict = saved_files(source)
     if config is not None and check_config:
+        if isinstance(config, dict) and config.get("architecture") == model.model_name \
+                and isinstance(config.get("model_args"), dict):  # compared, never built from: still data only
+            check_saved_args(model.model_name, config["model_args"], config_origin(source))
         check_same_model(model, config, source)
     load_weights(model, state_dict(), strict=strict, source=source.describe())
 
@@ -117,34 +132,81 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def check_config_values(args: dict[str, Any], path: str = "model_args") -> None:
+def check_config_values(args: dict[str, Any], path: str = "model_args", origin: str = "config") -> None:
     """Reject values a config has no business holding, before anything is allocated: JSON data
     only (no objects), no sizes beyond MAX_CONFIG_INT (a rank of 10**9 would try to allocate
-    terabytes)."""
+    terabytes), no ``url``/``file``/``hf_hub_id`` key at any depth (where to fetch weights from).
+    ``origin`` (the file) starts each message."""
     for key, value in args.items():
         where = f"{path}.{key}"
+        if key in FETCHING_KEYS:
+            raise ValueError(f"{origin}: {where} says where to fetch weights from; a saved model's config is data "
+                             f"and loading reads only the model's own files: refusing it")
         if isinstance(value, dict):
-            check_config_values(value, where)
+            check_config_values(value, where, origin)
         elif isinstance(value, (list, tuple)):
-            check_config_values({str(i): v for i, v in enumerate(value)}, where)
+            check_config_values({str(i): v for i, v in enumerate(value)}, where, origin)
         elif isinstance(value, bool) or value is None or isinstance(value, str):
             continue
         elif isinstance(value, int):
             if abs(value) > MAX_CONFIG_INT:
-                raise ValueError(f"config value {where}={value} is implausibly large (limit {MAX_CONFIG_INT}); "
-                                 f"refusing to build it")
+                raise ValueError(f"{origin}: config value {where}={value} is implausibly large (limit "
+                                 f"{MAX_CONFIG_INT}); refusing to build it")
         elif not isinstance(value, float):
-            raise ValueError(f"config value {where} has type {type(value).__name__}; only JSON data is allowed")
+            raise ValueError(f"{origin}: config value {where} has type {type(value).__name__}; only JSON data is "
+                             f"allowed")
 
 
-def model_from_config(config: dict[str, Any]) -> nn.Module:
-    """Rebuild the architecture described by a ``config.json`` (registered names only, as data)."""
+def check_saved_args(model_name: str, args: dict[str, Any], origin: str) -> None:
+    """Refuse, before anything is built, what the ``model_args`` of a saved config or checkpoint (``origin``)
+    must not hold, each a one-line ValueError naming the key and the file: a key that is no constructor argument
+    of the family (allowed: CONFIG_ARGS, the family's block options and their old names, RENAMED_ARGS); weights
+    to fetch (WEIGHTS_ARGS; ``pretrained*``, ``checkpoint_path``, ``cache_dir`` in ``encoder_kwargs``; ``url``,
+    ``file``, ``hf_hub_id`` anywhere); an encoder that is no timm name (timm fetches ``hf-hub:`` configs);
+    values that are not JSON data or implausibly large (:func:`check_config_values`)."""
+    entrypoint = model_entrypoint(model_name)
+    options = get_family_options(entrypoint.__name__)
+    family = get_model_family(entrypoint.__name__)
+    allowed = set(CONFIG_ARGS) | set(options or ()) | set(RENAMED_ARGS.get(family, {}))
+    for key in args:
+        if key in WEIGHTS_ARGS:
+            raise ValueError(f"{origin}: model_args.{key} chooses weights to fetch; a saved model's config is data "
+                             f"and loading takes weights only from the model's own files: refusing it")
+        if options is not None and key not in allowed:
+            raise ValueError(f"{origin}: model_args.{key} is not a constructor argument of {family!r} (allowed: "
+                             f"{', '.join(sorted(allowed))}): refusing it")
+    encoder_kwargs = args.get("encoder_kwargs") or {}
+    if not isinstance(encoder_kwargs, dict):
+        raise ValueError(f"{origin}: model_args.encoder_kwargs must be a dict of timm options, got "
+                         f"{type(encoder_kwargs).__name__}")
+    for key in encoder_kwargs:
+        if str(key).startswith("pretrained") or key in TIMM_FETCHING_KWARGS:
+            raise ValueError(f"{origin}: model_args.encoder_kwargs.{key} makes timm load weights; a saved model's "
+                             f"config is data and loading takes weights only from the model's own files: refusing it")
+    encoder = args.get("encoder")
+    if encoder is not None and not (isinstance(encoder, str) and TIMM_NAME.fullmatch(encoder)):
+        raise ValueError(f"{origin}: model_args.encoder={encoder!r} is not a timm architecture name (a Hub repo or "
+                         f"a path would make timm fetch it): refusing it")
+    check_config_values(args, "model_args", origin)
+
+
+def _check_config_shape(config: Any) -> None:
     if not isinstance(config, dict) or not isinstance(config.get("architecture"), str) \
             or not isinstance(config.get("model_args", {}), dict):
         raise ValueError(f"not an mfnet_zoo config (needs 'architecture' and 'model_args'): {str(config)[:200]}")
-    check_config_values(config.get("model_args", {}))
+
+
+def model_from_config(config: dict[str, Any], *, origin: str = "config.json",
+                      overrides: dict[str, Any] | None = None) -> nn.Module:
+    """Rebuild the architecture described by a ``config.json`` or checkpoint (``origin``, for messages), as
+    data: registered names only, ``model_args`` checked by :func:`check_saved_args`, no weights fetched (the
+    caller loads the saved ones). ``overrides``: the caller's keyword arguments, applied on top as given."""
+    _check_config_shape(config)
     name = split_model_name_tag(config["architecture"])[0]  # an architecture, never a tag to download
-    model = model_entrypoint(name)(pretrained=False, **config.get("model_args", {}))
+    entrypoint = model_entrypoint(name)
+    args = dict(config.get("model_args", {}))
+    check_saved_args(entrypoint.__name__, args, origin)
+    model = entrypoint(pretrained=False, **{**args, **(overrides or {})})
     id2label = config.get("id2label")
     labels = tuple(id2label[str(i)] for i in range(len(id2label))) if id2label else None
     saved = {k: tuple(config[k]) for k in ("mean", "std", "input_size") if config.get(k)}
@@ -160,7 +222,7 @@ def model_from_config(config: dict[str, Any]) -> nn.Module:
 def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> nn.Module:
     """The model a training checkpoint (:func:`read_checkpoint`) holds: its architecture and arguments, its
     weights loaded whole (``strict``: the same model, so a key or shape that differs is an error)."""
-    model = model_from_config(checkpoint_config(checkpoint))
+    model = model_from_config(checkpoint_config(checkpoint), origin=source)
     load_weights(model, checkpoint["state_dict"], strict=True, source=source)
     return model
 
@@ -192,12 +254,24 @@ def saved_files(source: ModelSource, **hub_kwargs: Any) -> tuple[dict[str, Any] 
         return (_read_json(config_path, source) if config_path.is_file() else None), \
             lambda: hub.read_safetensors(weights)
     if source.kind in ("checkpoint", "run"):
-        path = Path(source.location)
-        if source.kind == "run":
-            path = next(path / name for name in RUN_CHECKPOINTS if (path / name).is_file())
-        checkpoint = read_checkpoint(path)
+        checkpoint = read_checkpoint(_checkpoint_path(source))
         return checkpoint_config(checkpoint), lambda: checkpoint["state_dict"]
     raise source.error("it names a model in the registry, not saved weights; use create_model or load_model")
+
+
+def _checkpoint_path(source: ModelSource) -> Path:
+    path = Path(source.location)
+    return next(path / name for name in RUN_CHECKPOINTS if (path / name).is_file()) if source.kind == "run" else path
+
+
+def config_origin(source: ModelSource) -> str:
+    """Where a saved source's config comes from, as messages name it: the config.json or checkpoint file."""
+    if source.kind == "hf-hub":
+        return f"{hub.CONFIG_NAME} of Hub repo {source.location!r}"
+    if source.kind in ("checkpoint", "run"):
+        return str(_checkpoint_path(source))
+    path = Path(source.location)
+    return str((path if source.kind == "folder" else path.parent) / hub.CONFIG_NAME)
 
 
 def load_saved_model(source: ModelSource, *, weights: bool = True, strict: bool = False,
@@ -209,9 +283,7 @@ def load_saved_model(source: ModelSource, *, weights: bool = True, strict: bool 
     if config is None:
         raise FileNotFoundError(f"model source {source.describe()} has no readable {hub.CONFIG_NAME}, so its "
                                 f"architecture is unknown; name it: create_model(NAME, pretrained={source.text!r})")
-    if model_kwargs:
-        config = {**config, "model_args": {**config.get("model_args", {}), **model_kwargs}}
-    model = model_from_config(config)
+    model = model_from_config(config, origin=config_origin(source), overrides=model_kwargs)
     if weights:
         load_weights(model, state_dict(), strict=strict, source=source.describe())
     return model

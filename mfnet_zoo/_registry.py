@@ -21,13 +21,14 @@ from ._pretrained import PretrainedCfg
 __all__ = ["register_model", "register_pretrained_cfgs", "list_models", "is_model", "model_entrypoint",
            "list_pretrained_tags", "get_pretrained_cfg", "split_model_name_tag", "get_model_family", "get_test_configs",
            "untested_reason", "unregister_model", "default_encoder_weights", "register_model_deprecations",
-           "BUILTIN_FAMILIES"]
+           "get_family_options", "BUILTIN_FAMILIES"]
 
 _model_entrypoints: dict[str, Callable] = {}
 _model_to_module: dict[str, str] = {}
 _model_pretrained_cfgs: dict[str, dict[str, PretrainedCfg]] = {}  # name -> tag -> cfg; the first tag is the default
 _model_family: dict[str, str] = {}
 _model_test_configs: dict[str, dict[str, dict[str, Any]]] = {}  # name -> test id -> kwargs of a tiny instance
+_family_options: dict[str, tuple[str, ...]] = {}  # family -> its head function's keyword-only arguments
 
 # the families that ship with the package; they register themselves when imported. Named by path, not
 # imported statically: they sit above the registry (the one upward import, tests/test_architecture.py)
@@ -47,14 +48,17 @@ def _load_builtin_families() -> None:
 
 
 def register_model(fn: Callable | None = None, *, family: str | None = None,
-                   test_configs: Mapping[str, Mapping[str, Any]] | None = None) -> Callable:
+                   test_configs: Mapping[str, Mapping[str, Any]] | None = None,
+                   head: Callable | None = None) -> Callable:
     """Decorator: register ``fn`` under its ``__name__`` as a model entrypoint.
 
     ``@register_model`` alone, as timm's; or ``@register_model(family=..., test_configs=...)``:
     ``family`` names the generic model a fixed variant belongs to (default: the name itself) and
     ``test_configs`` maps a test id to the keyword arguments of a tiny instance (e.g.
     ``{"static": {"encoder": "test_resnet"}}``): the test suite builds its shared tiny-model set
-    from them, so a newly registered family is covered by every test matrix.
+    from them, so a newly registered family is covered by every test matrix. ``head``: the family's head
+    function, whose keyword-only arguments are the block options a saved config may hold
+    (:func:`get_family_options`); give it on the family's generic model, its variants share it.
     """
     def register(fn: Callable) -> Callable:
         name = fn.__name__
@@ -65,6 +69,9 @@ def register_model(fn: Callable | None = None, *, family: str | None = None,
         _model_family[name] = family or name
         if test_configs:
             _model_test_configs[name] = {key: dict(kwargs) for key, kwargs in test_configs.items()}
+        if head is not None:
+            _family_options[family or name] = tuple(p.name for p in inspect.signature(head).parameters.values()
+                                                    if p.kind is p.KEYWORD_ONLY)
         module = sys.modules[fn.__module__]
         if hasattr(module, "__all__") and name not in module.__all__:
             module.__all__.append(name)
@@ -84,13 +91,20 @@ def register_model_deprecations(deprecated: Mapping[str, str]) -> None:
 
 def unregister_model(name: str) -> None:
     """Remove ``name`` and its tags from the registry (for tests and interactive sessions)."""
-    for table in (_model_entrypoints, _model_to_module, _model_family, _model_test_configs, _model_pretrained_cfgs):
+    for table in (_model_entrypoints, _model_to_module, _model_family, _model_test_configs, _model_pretrained_cfgs,
+                  _family_options):
         table.pop(name, None)
 
 
 def get_model_family(model_name: str) -> str:
     """The family of ``model_name``: the generic model a fixed variant belongs to, else the name itself."""
     return _model_family[model_entrypoint(model_name).__name__]  # unknown names: ValueError with close matches
+
+
+def get_family_options(model_name: str) -> tuple[str, ...] | None:
+    """The block options of ``model_name``'s family (its head function's keyword-only arguments), or None when
+    the family was registered without ``head``."""
+    return _family_options.get(get_model_family(model_name))
 
 
 def get_test_configs(model_name: str) -> dict[str, dict[str, Any]]:

@@ -71,7 +71,8 @@ def write_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
 
 def checkpoint_config(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """The config.json equivalent of a training checkpoint: its registry name and constructor arguments, and
-    the data settings (``data_config``) where the checkpoint has them."""
+    the data settings (``data_config``) where the checkpoint has them. Data, as a config.json: loading checks
+    ``model_args`` against the family's allow-list and fetches nothing (``_builder.check_saved_args``)."""
     data = checkpoint.get("data_config") if isinstance(checkpoint.get("data_config"), dict) else {}
     return {"architecture": checkpoint["model_name"], "model_args": checkpoint.get("model_args") or {},
             **{k: data[k] for k in DATA_KEYS if k in data}}

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from .._builder import load_pretrained
+from .._builder import CONFIG_ARGS, WEIGHTS_ARGS, load_pretrained
 from .._checks import check_positive_int
 from .._deprecations import rename_args
 from .._pretrained import PretrainedCfg
@@ -23,8 +23,9 @@ TEST_ENCODER = "test_resnet"
 # a family's head function: (encoder, num_classes, **block options) -> (context, decoder)
 HeadFn = Callable[..., tuple[nn.Module, nn.Module]]
 
-COMMON_ARGS = ("num_classes", "encoder", "encoder_weights", "output_stride", "in_chans", "multi_grid",
-               "encoder_kwargs", "pretrained_tag", "pretrained_cfg_overlay", "strict", "check_config")
+# every family's arguments: what config.json saves (CONFIG_ARGS, with the head's block options: a saved config's
+# allow-list, _builder.check_saved_args) and how weights are loaded (never from a saved config)
+COMMON_ARGS = CONFIG_ARGS + WEIGHTS_ARGS + ("strict", "check_config")
 
 
 def head_defaults(head_fn: HeadFn) -> dict[str, Any]:

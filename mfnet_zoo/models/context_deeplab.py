@@ -28,7 +28,7 @@ def _context_deeplab_head(encoder: TimmEncoder, num_classes: int, *, context: st
 
 # the contexts no other family's test configs build (static, pair-only, nmf and ASPP: mfnet, deeplabv3plus)
 @register_model(test_configs={name: {"encoder": TEST_ENCODER, "context": name, "decoder_channels": 16, "rank": 8}
-                              for name in ("none", "pool", "ema", "nmf-hamburger")})
+                              for name in ("none", "pool", "ema", "nmf-hamburger")}, head=_context_deeplab_head)
 def context_deeplab(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
     """Any context block (context=, one of mfnet_zoo.layers.CONTEXTS) + the DeepLabV3+ decoder on any timm encoder."""
     return build_segmentation_model(_context_deeplab_head, "context_deeplab", pretrained, encoder=encoder, **kwargs)

@@ -26,7 +26,7 @@ def _deeplabv3plus_head(encoder: TimmEncoder, num_classes: int, *, atrous_rates:
     return context, decoder
 
 
-@register_model(test_configs={"": {"encoder": TEST_ENCODER}})
+@register_model(test_configs={"": {"encoder": TEST_ENCODER}}, head=_deeplabv3plus_head)
 def deeplabv3plus(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
     """DeepLabV3+ on any timm encoder with stride-4 features."""
     return build_segmentation_model(_deeplabv3plus_head, "deeplabv3plus", pretrained, encoder=encoder, **kwargs)

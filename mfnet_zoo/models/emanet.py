@@ -25,7 +25,7 @@ def _emanet_head(encoder: TimmEncoder, num_classes: int, *, rank: int = 64, stag
     return context, ClassifierDecoder(num_classes, 256)
 
 
-@register_model(test_configs={"": {"encoder": TEST_ENCODER, "rank": 8}})
+@register_model(test_configs={"": {"encoder": TEST_ENCODER, "rank": 8}}, head=_emanet_head)
 def emanet(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
     """EMANet on any timm encoder."""
     return build_segmentation_model(_emanet_head, "emanet", pretrained, encoder=encoder, **kwargs)

@@ -40,7 +40,8 @@ def _mfnet_head(encoder: TimmEncoder, num_classes: int, *, rank: int = 64,
 
 
 @register_model(test_configs={"static": {"encoder": TEST_ENCODER},
-                              "nmf": {"encoder": TEST_ENCODER, "mode": "nmf", "width": 16, "rank": 8}})
+                              "nmf": {"encoder": TEST_ENCODER, "mode": "nmf", "width": 16, "rank": 8}},
+                head=_mfnet_head)
 def mfnet(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
     """MFNet on any timm encoder with stride-4 features (``encoder="convnext_tiny"``)."""
     return build_segmentation_model(_mfnet_head, "mfnet", pretrained, encoder=encoder, **kwargs)
@@ -69,7 +70,7 @@ def _mfnet_lite_head(encoder: TimmEncoder, num_classes: int, *, rank: int = 64, 
     return context, decoder
 
 
-@register_model(test_configs={"": {"encoder": TEST_ENCODER}})
+@register_model(test_configs={"": {"encoder": TEST_ENCODER}}, head=_mfnet_lite_head)
 def mfnet_lite(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
     """Light MFNet on any timm encoder: 256-wide static factorization, one separable decoder conv."""
     return build_segmentation_model(_mfnet_lite_head, "mfnet_lite", pretrained, encoder=encoder, **kwargs)
