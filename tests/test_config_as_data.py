@@ -51,16 +51,20 @@ class CountingServer:
         self.httpd.server_close()
 
 
+def point_hub_at(url: str, tmp_path, monkeypatch) -> None:
+    """huggingface_hub's endpoint at ``url``, online, with empty Hugging Face and torch caches."""
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+
 @pytest.fixture
 def attacker(tmp_path, monkeypatch):
     """The counting server, also as the Hub endpoint, with empty Hugging Face and torch caches."""
     server = CountingServer()
-    monkeypatch.setattr(constants, "ENDPOINT", server.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                        server.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    point_hub_at(server.url, tmp_path, monkeypatch)
     yield server
     server.close()
 
@@ -144,12 +148,7 @@ def test_a_crafted_hub_repo_fetches_its_config_only(saved, tmp_path, monkeypatch
     attacker = CountingServer()
     try:
         with MockHub() as server:
-            monkeypatch.setattr(constants, "ENDPOINT", server.url)
-            monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                                server.url + "/{repo_id}/resolve/{revision}/{filename}")
-            monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-            monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-            monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+            point_hub_at(server.url, tmp_path, monkeypatch)
             server.add_folder("org/good", saved[0])
             write_crafted(saved[0], tmp_path / "crafted", crafted_args(attacker.url)["encoder_kwargs_overlay"][0])
             server.add_folder("org/crafted", tmp_path / "crafted")
