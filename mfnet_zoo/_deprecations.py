@@ -47,8 +47,7 @@ def moved_names(module: str, moved: Mapping[str, str]) -> Callable[[str], Any]:
             raise AttributeError(f"module {module!r} has no attribute {name!r}")
         warnings.warn(f"{module}.{name} moved to {moved[name]}.{name}; import it from there", FutureWarning,
                       stacklevel=2)
-        return getattr(sys.modules[moved[name]] if moved[name] in sys.modules else
-                       __import__(moved[name], fromlist=[name]), name)
+        return getattr(__import__(moved[name], fromlist=[name]), name)  # sys.modules' module once imported
 
     return __getattr__
 
