@@ -48,6 +48,7 @@ class TrainConfig:
     clip_grad_norm: float | None = None
     freeze_encoder: bool = False
     seed: int = 0
+    save_every: int | None = None  # also write last.pt every this many optimizer steps (None: epoch ends only)
     augmentation: Augmentation = "deeplab"  # "deeplab", "paper" (the paper's code) or "none" (its text)
     crop_size: int = 513
     scale_range: tuple[float, float] | None = (0.5, 2.0)
@@ -62,6 +63,8 @@ class TrainConfig:
         if self.context_state is not None:
             check_context_state(self.context_state)
         check_positive_int("grad_accum_steps", self.grad_accum_steps)
+        if self.save_every is not None:
+            check_positive_int("save_every", self.save_every)
 
     def replace(self, **changes: Any) -> TrainConfig:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})

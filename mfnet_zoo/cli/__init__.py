@@ -71,7 +71,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.push_to_hub:  # a bad repo id or a missing token fails now, not after the training
         check_push(args.push_to_hub)
     overrides = (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
-                 ("crop_size", args.crop_size), ("amp", args.amp), ("seed", args.seed))
+                 ("crop_size", args.crop_size), ("amp", args.amp), ("seed", args.seed),
+                 ("save_every", args.save_every))
     changes = {k: v for k, v in overrides if v is not None}
     if args.channels_last:
         changes["channels_last"] = True

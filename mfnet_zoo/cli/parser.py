@@ -94,7 +94,10 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
                                                    "default: the preset's, 513")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", default="runs/train")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists (else start): one "
+                   "command line for the first start and every restart")
+    p.add_argument("--save-every", type=int, metavar="STEPS", help="also write OUT/last.pt every STEPS optimizer "
+                   "steps, mid-epoch (default: at epoch ends only; docs/training.md, 'Preemption and restarts')")
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="push OUT/model/ to this Hub repo at the end (see push)")
     _add_data_args(p)
     if train_defaults:
