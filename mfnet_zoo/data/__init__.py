@@ -1,6 +1,7 @@
 """Datasets (VOC, SBD train_aug, folders, synthetic scenes) and joint image/mask transforms."""
 from .factory import DATASETS, DataOptions, build_dataset
-from .folder import FolderDataset, apply_orientation, exif_orientation, load_image, load_mask, load_pair
+from .folder import (FolderDataset, MaskLabels, apply_orientation, exif_orientation, load_image, load_mask, load_pair,
+                     read_class_names, scan_mask_labels)
 from .synthetic import (CONTEXT_CLASSES, SCENES, SYNTHETIC_CLASSES, SyntheticShapes, render_context_scene, render_scene,
                         write_synthetic_dataset)
 from .transforms import (AUGMENTATIONS, EVAL_PROTOCOLS, IMAGENET_MEAN, IMAGENET_STD, FixScaleCrop, RandomGaussianBlur,
@@ -18,6 +19,7 @@ __all__ = [
     "FolderDataset",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "MaskLabels",
     "RandomGaussianBlur",
     "RandomScale",
     "RandomScaleCrop",
@@ -39,8 +41,10 @@ __all__ = [
     "paper_eval_transforms",
     "paper_train_transforms",
     "pil_gaussian_blur",
+    "read_class_names",
     "render_context_scene",
     "render_scene",
+    "scan_mask_labels",
     "train_transforms",
     "write_synthetic_dataset",
 ]

@@ -17,15 +17,16 @@ __all__ = ["DATASETS", "DataOptions", "build_dataset"]
 
 def build_dataset(name: str, split: str, transforms: Callable | None = None, *, root: str | Path | None = None,
                   sbd_root: str | Path | None = None, download: bool = False, num_classes: int | None = None,
-                  skip_bad: bool = False, synthetic_size: int = 1600,
-                  image_size: int | None = None) -> tuple[Dataset, Sequence[str]]:
+                  skip_bad: bool = False, synthetic_size: int = 1600, image_size: int | None = None,
+                  classes: Sequence[str] | None = None) -> tuple[Dataset, Sequence[str]]:
     """The dataset ``name`` (one of :data:`DATASETS`) for ``split`` and its class names.
 
     - ``synthetic``: rendered scenes, ``synthetic_size`` for 'train' (seed 0), an eighth (at least 16)
       otherwise (seed 1), ``image_size`` pixels square (default 64);
     - ``synthetic-local``, ``synthetic-global``, ``synthetic-global-nocue``: the context study's scenes
       (:func:`~mfnet_zoo.data.render_context_scene`), the same sizes and seeds, default 224 pixels;
-    - ``folder``: :class:`FolderDataset` under ``root`` (``num_classes`` checks labels, ``skip_bad``);
+    - ``folder``: :class:`FolderDataset` under ``root``: its classes named by ``classes``, else its
+      classes.txt, else ``num_classes``, else taken from the train masks; ``skip_bad``;
     - ``voc``: VOC 2012 under ``root``; ``voc-aug``: SBD's train_aug (``sbd_root``) for 'train', VOC otherwise.
     """
     if name not in DATASETS:
@@ -39,8 +40,9 @@ def build_dataset(name: str, split: str, transforms: Callable | None = None, *, 
     if root is None:
         raise ValueError(f"--data {name} needs --data-root: the dataset's root folder (root=)")
     if name == "folder":
-        ds = FolderDataset(root, split, transforms=transforms, num_classes=num_classes, skip_bad=skip_bad)
-        return ds, ds.classes or [str(i) for i in range(ds.num_classes or num_classes)]
+        ds = FolderDataset(root, split, transforms=transforms, num_classes=num_classes, skip_bad=skip_bad,
+                           classes=classes)
+        return ds, list(ds.classes)
     if name == "voc-aug" and split == "train":
         if sbd_root is None:
             raise ValueError("--data voc-aug needs --sbd-root (the SBD 'benchmark_RELEASE/dataset' folder, sbd_root=)")
@@ -60,16 +62,20 @@ class DataOptions:
     skip_bad: bool = False
     synthetic_size: int = 1600
     image_size: int | None = None
+    classes: tuple[str, ...] | None = None  # --data folder: the class names, in index order (--classes a,b,c)
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
             raise ValueError(f"unknown dataset {self.name!r}; available: {tuple(DATASETS)}")
+        if self.classes is not None and self.name != "folder":
+            raise ValueError(f"classes names a folder dataset's classes (--data folder); {self.name!r} has its "
+                             f"own: {self.classes}")
 
     def build(self, split: str, transforms: Callable | None = None) -> tuple[Dataset, Sequence[str]]:
         """The dataset for ``split`` and its class names."""
         return build_dataset(self.name, split, transforms, root=self.root, sbd_root=self.sbd_root,
                              download=self.download, num_classes=self.num_classes, skip_bad=self.skip_bad,
-                             synthetic_size=self.synthetic_size, image_size=self.image_size)
+                             synthetic_size=self.synthetic_size, image_size=self.image_size, classes=self.classes)
 
     def full_images(self, protocol: str) -> bool:
         """Whether evaluation under ``protocol`` goes one image at a time: VOC's full images differ in size

@@ -1,7 +1,10 @@
 """Custom data in a folder: images/{split}/NAME.(jpg|png|...) + masks/{split}/NAME.png [+ classes.txt]."""
 from __future__ import annotations
 
+import dataclasses
+import functools
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +13,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-__all__ = ["FolderDataset", "apply_orientation", "exif_orientation", "load_image", "load_mask", "load_pair"]
+__all__ = ["FolderDataset", "MaskLabels", "apply_orientation", "exif_orientation", "load_image", "load_mask",
+           "load_pair", "read_class_names", "scan_mask_labels"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+CLASSES_FILE = "classes.txt"  # one class name per line, in index order
+MASK_MODES = ("P", "L", "I", "I;16")  # palette or grayscale PNGs of class indices
 EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 upright; 2-8 mirrored and/or rotated as stored
 
 
@@ -58,16 +64,20 @@ def load_image(path: str | Path, exif: bool = True) -> tv_tensors.Image:
     return tv_tensors.Image(apply_orientation(image, orientation) if exif else image)
 
 
-def _read_mask(path: str | Path) -> tuple[torch.Tensor, int]:
+def _mask_array(path: str | Path) -> tuple[np.ndarray, int]:
+    """(H x W class indices in the file's own integer type, its EXIF orientation)."""
     try:
         with Image.open(path) as mask:
-            if mask.mode not in ("P", "L", "I", "I;16"):
+            if mask.mode not in MASK_MODES:
                 raise ValueError(f"mode {mask.mode!r}; expected a palette or grayscale PNG of class indices")
-            orientation = exif_orientation(mask)
-            array = np.asarray(mask, dtype=np.int64)
+            return np.asarray(mask), exif_orientation(mask)
     except (OSError, ValueError) as e:
         raise ValueError(f"cannot read mask {str(path)!r}: {e}") from e
-    return torch.from_numpy(array.copy()), orientation
+
+
+def _read_mask(path: str | Path) -> tuple[torch.Tensor, int]:
+    array, orientation = _mask_array(path)
+    return torch.from_numpy(array.astype(np.int64)), orientation
 
 
 def load_mask(path: str | Path, orientation: int = 1) -> tv_tensors.Mask:
@@ -95,10 +105,12 @@ def load_pair(image_path: str | Path, mask_path: str | Path) -> tuple[tv_tensors
 
 
 def check_pair(image: torch.Tensor, mask: torch.Tensor, num_classes: int | None, ignore_index: int,
-               name: str, orientation: int = 1) -> None:
-    """Raise ValueError naming ``name`` on a size mismatch or labels outside [0, num_classes) + ignore.
+               name: str, orientation: int = 1, classes_from: str = "") -> None:
+    """Raise ValueError naming ``name`` (the mask file: the one to fix) on a size mismatch or labels outside
+    [0, num_classes) + ignore.
 
-    ``orientation``: the EXIF orientation applied to both (named in a size mismatch it may explain).
+    ``orientation``: the EXIF orientation applied to both (named in a size mismatch it may explain);
+    ``classes_from``: where the class count came from, said in a label error.
     """
     if image.shape[-2:] != mask.shape[-2:]:
         turned = (f" (after the image's EXIF orientation {orientation}, applied to both: the mask must be in "
@@ -109,18 +121,99 @@ def check_pair(image: torch.Tensor, mask: torch.Tensor, num_classes: int | None,
         bad = mask[((mask < 0) | (mask >= num_classes)) & (mask != ignore_index)]
         if bad.numel():
             raise ValueError(f"{name}: mask labels {sorted(set(bad.unique().tolist()))[:10]} are outside "
-                             f"[0, {num_classes}) and not the ignore index {ignore_index}")
+                             f"[0, {num_classes}) and not the ignore index {ignore_index}"
+                             + (f"; {classes_from}" if classes_from else ""))
+
+
+def read_class_names(root: str | Path) -> list[str] | None:
+    """The class names in ``root/classes.txt`` (one per line, blank lines skipped), or None without the file."""
+    path = Path(root) / CLASSES_FILE
+    if not path.is_file():
+        return None
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskLabels:
+    """What one pass over a folder of masks found: the class labels that occur (the ignore index left out)."""
+
+    folder: Path
+    masks: int
+    labels: tuple[int, ...]
+
+    @property
+    def num_classes(self) -> int:
+        """The highest label + 1: the class count the masks imply."""
+        return self.labels[-1] + 1
+
+    @property
+    def unseen(self) -> tuple[int, ...]:
+        """Indices below the highest label that no mask holds (a class the data never shows, or a typo)."""
+        present = set(self.labels)
+        return tuple(i for i in range(self.num_classes) if i not in present)
+
+    def describe(self) -> str:
+        """One line: the class count and where it came from."""
+        return (f"{self.num_classes} classes: the highest label in the {self.masks} masks of {str(self.folder)!r} "
+                f"is {self.num_classes - 1} (no {CLASSES_FILE} or --classes to name them)")
+
+
+def scan_mask_labels(folder: str | Path, ignore_index: int = 255, skip_bad: bool = False) -> MaskLabels:
+    """One pass over the PNG masks in ``folder`` (each file's pixels read once, as stored): the labels that occur.
+
+    An unreadable mask or a negative label is a ValueError naming the file (``skip_bad``: left out). A scan
+    is remembered while the files are unchanged (name, size, modification time), so the train and
+    validation sets of one run share it. Warns, once, listing any index below the highest that no mask holds.
+    """
+    folder = Path(folder)
+    masks = sorted(folder.glob("*.png"))
+    if not masks:
+        raise FileNotFoundError(f"no masks (*.png) in {str(folder)!r} to take the class count from")
+    signature = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in masks)
+    return _scan(folder, signature, ignore_index, skip_bad)
+
+
+@functools.lru_cache(maxsize=8)
+def _scan(folder: Path, signature: tuple[tuple[str, int, int], ...], ignore_index: int, skip_bad: bool) -> MaskLabels:
+    present: set[int] = set()
+    read = 0
+    for name, _, _ in signature:
+        try:
+            array, _ = _mask_array(folder / name)
+        except ValueError:
+            if skip_bad:
+                continue
+            raise
+        values = (np.flatnonzero(np.bincount(array.ravel(), minlength=256)) if array.dtype == np.uint8
+                  else np.unique(array))
+        if values.size and values[0] < 0:
+            raise ValueError(f"{str(folder / name)!r}: mask label {int(values[0])} is negative; labels are class "
+                             f"indices 0, 1, ... (and the ignore index {ignore_index})")
+        present.update(int(v) for v in values if v != ignore_index)
+        read += 1
+    if not present:
+        raise ValueError(f"the masks in {str(folder)!r} hold no class label (only the ignore index {ignore_index}); "
+                         f"nothing to take the class count from")
+    found = MaskLabels(folder, read, tuple(sorted(present)))
+    if found.unseen:
+        shown = ", ".join(map(str, found.unseen[:20])) + (", ..." if len(found.unseen) > 20 else "")
+        warnings.warn(f"{found.num_classes} classes taken from the highest label in {str(folder)!r}, but no mask "
+                      f"holds index(es) {shown}: a class these masks never show, or a mislabelled mask",
+                      UserWarning, stacklevel=4)
+    return found
 
 
 class FolderDataset(Dataset):
     """Images and class-index PNG masks with the same stem, in ``root/images/{split}`` and ``root/masks/{split}``.
 
-    ``root/classes.txt`` (one name per line) gives the class names and count; without it pass
-    ``num_classes`` to have labels checked. Items: ``transforms(image, mask)`` with a uint8
-    tv_tensors.Image and an int64 tv_tensors.Mask. A bad pair (unreadable file, size mismatch,
-    label out of range) is an error naming the file when it is read; with ``skip_bad=True``
-    every pair is checked up front (reads the whole split once), bad ones are left out and
-    listed in ``skipped``.
+    The class names, first found of: ``classes`` (``--classes a,b,c``), ``root/classes.txt`` (one name per
+    line), ``num_classes`` (named "0", "1", ...), else the masks: one pass over ``root/masks/train``
+    (:func:`scan_mask_labels`; the highest label + 1, the ignore index left out; named "0", "1", ...).
+    ``class_source`` says which (``"classes"``, ``"classes.txt"``, ``"num_classes"``, ``"masks"``) and
+    ``mask_labels`` holds the scan. Items: ``transforms(image, mask)`` with a uint8 tv_tensors.Image and an
+    int64 tv_tensors.Mask. A bad pair (unreadable file, size mismatch, label outside the classes) is an
+    error naming the mask file when it is read; with ``skip_bad=True`` every pair is checked up front (reads
+    the whole split once), bad ones are left out and listed in ``skipped``.
 
     Orientation: a mask is in the pixel grid of its image file as stored, and the image's EXIF
     orientation tag turns both (:func:`load_pair`): a phone photo and its mask stay aligned and
@@ -128,8 +221,11 @@ class FolderDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, split: str = "train", transforms=None, num_classes: int | None = None,
-                 ignore_index: int = 255, skip_bad: bool = False) -> None:
+                 ignore_index: int = 255, skip_bad: bool = False, classes: Sequence[str] | None = None) -> None:
         self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"dataset root {str(self.root)!r} does not exist or is not a folder; expected "
+                                    f"images/{split}/*.jpg|png and masks/{split}/*.png in it")
         image_dir, mask_dir = self.root / "images" / split, self.root / "masks" / split
         for folder in (image_dir, mask_dir):
             if not folder.is_dir():
@@ -142,11 +238,10 @@ class FolderDataset(Dataset):
         missing = [str(m) for m in self.masks if not m.is_file()]
         if missing:
             raise FileNotFoundError(f"{len(missing)} image(s) have no mask, e.g. {missing[:3]}")
-        classes_file = self.root / "classes.txt"
-        self.classes = ([line.strip() for line in classes_file.read_text().splitlines() if line.strip()]
-                        if classes_file.is_file() else None)
-        self.num_classes = len(self.classes) if self.classes else num_classes
         self.ignore_index = ignore_index
+        self.mask_labels: MaskLabels | None = None
+        self.classes, self.class_source = self._class_names(classes, num_classes, mask_dir, skip_bad)
+        self.num_classes = len(self.classes)
         self.transforms = transforms
         self.skipped: list[str] = []
         if skip_bad:
@@ -164,12 +259,54 @@ class FolderDataset(Dataset):
                 warnings.warn(f"skipped {len(self.skipped)} bad image/mask pair(s) in {str(image_dir)!r}, "
                               f"e.g. {self.skipped[0]}", UserWarning, stacklevel=2)
 
+    def _class_names(self, classes: Sequence[str] | None, num_classes: int | None, mask_dir: Path,
+                     skip_bad: bool) -> tuple[list[str], str]:
+        """(names, where they came from); see the class docstring for the order."""
+        in_file = read_class_names(self.root)
+        if classes is not None:
+            if isinstance(classes, str):
+                raise TypeError(f"classes takes a sequence of names, got the string {classes!r}")
+            names, source = [str(c).strip() for c in classes], "classes"
+            if in_file is not None and in_file != names:
+                raise ValueError(f"classes {names} differ from {str(self.root / CLASSES_FILE)!r} ({in_file}); "
+                                 f"give the names once")
+        elif in_file is not None:
+            names, source = in_file, CLASSES_FILE
+        elif num_classes is not None:
+            return [str(i) for i in range(num_classes)], "num_classes"
+        else:
+            train_masks = self.root / "masks" / "train"
+            self.mask_labels = scan_mask_labels(train_masks if train_masks.is_dir() else mask_dir, self.ignore_index,
+                                                skip_bad)
+            return [str(i) for i in range(self.mask_labels.num_classes)], "masks"
+        where = "the classes given" if source == "classes" else repr(str(self.root / CLASSES_FILE))
+        if not names or not all(names):
+            raise ValueError(f"{where} name(s) an empty class: {names}")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{where} name(s) {repeated} more than once: {names}")
+        if num_classes is not None and num_classes != len(names):
+            raise ValueError(f"num_classes={num_classes}, but {where} name {len(names)} classes: {names}")
+        return names, source
+
+    def classes_from(self) -> str:
+        """Where the class count came from, in words (said in a label error)."""
+        n = self.num_classes
+        if self.class_source == "masks":
+            return (f"the {n} classes are the highest label in {str(self.mask_labels.folder)!r} + 1: name every "
+                    f"class in {CLASSES_FILE} or with --classes")
+        if self.class_source == "num_classes":
+            return f"num_classes is {n}"
+        where = "given (--classes)" if self.class_source == "classes" else f"in {str(self.root / CLASSES_FILE)!r}"
+        return f"{n} classes are named {where}: fix the mask or name the missing classes"
+
     def __len__(self) -> int:
         return len(self.images)
 
     def _load(self, image_path: Path, mask_path: Path) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         image, mask, orientation = load_pair(image_path, mask_path)
-        check_pair(image, mask, self.num_classes, self.ignore_index, str(image_path), orientation)
+        check_pair(image, mask, self.num_classes, self.ignore_index, str(mask_path), orientation,
+                   self.classes_from())
         return image, mask
 
     def __getitem__(self, index: int):

@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from .._extras import require
 from .folder import _read_image, apply_orientation, check_pair, load_pair
 
 __all__ = ["VOC_CLASSES", "VOCSegmentation", "VOCAugSegmentation"]
@@ -46,13 +47,15 @@ class VOCSegmentation(Dataset):
 
     def __getitem__(self, index: int):
         image, mask, orientation = load_pair(self.images[index], self.masks[index])  # as FolderDataset
-        check_pair(image, mask, len(VOC_CLASSES), 255, self.images[index], orientation)
+        check_pair(image, mask, len(VOC_CLASSES), 255, self.masks[index], orientation)
         return self.transforms(image, mask) if self.transforms is not None else (image, mask)
 
 
-def _load_sbd_mask(path: str) -> tv_tensors.Mask:
-    from scipy.io import loadmat  # the [data] extra
+SBD_NEEDS = "reading SBD's .mat masks (--data voc-aug)"
 
+
+def _load_sbd_mask(path: str) -> tv_tensors.Mask:
+    loadmat = require("scipy.io", SBD_NEEDS).loadmat  # the [data] extra
     try:
         array = loadmat(path)["GTcls"][0]["Segmentation"][0]
     except (OSError, KeyError, ValueError, IndexError) as e:
@@ -65,7 +68,7 @@ class VOCAugSegmentation(Dataset):
 
     torchvision's SBDataset has no such split, so it is assembled here; with the full data it
     has 10,582 images. Where an image is annotated in both, VOC's mask is used (it marks
-    object borders as void). Needs scipy (``pip install mfnet-zoo[data]``).
+    object borders as void). Needs scipy (``pip install -e ".[data]"`` in the checkout).
     """
 
     classes = VOC_CLASSES
@@ -73,6 +76,7 @@ class VOCAugSegmentation(Dataset):
     def __init__(self, voc_root: str | Path, sbd_root: str | Path, download: bool = False, transforms=None) -> None:
         from torchvision.datasets import SBDataset
 
+        require("scipy.io", SBD_NEEDS)  # before SBDataset, which would say "SBD not found" without it
         voc_train, voc_val = _voc(voc_root, "train", download), _voc(voc_root, "val", download)
         val_ids = {Path(p).stem for p in voc_val.images}
         items: dict[str, tuple[str, str, bool]] = {}  # id -> (image, mask, is_sbd)
@@ -102,5 +106,5 @@ class VOCAugSegmentation(Dataset):
             mask = tv_tensors.Mask(apply_orientation(_load_sbd_mask(mask_path), orientation))
         else:
             image, mask, orientation = load_pair(image_path, mask_path)
-        check_pair(image, mask, len(VOC_CLASSES), 255, image_path, orientation)
+        check_pair(image, mask, len(VOC_CLASSES), 255, mask_path, orientation)
         return self.transforms(image, mask) if self.transforms is not None else (image, mask)
