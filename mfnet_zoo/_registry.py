@@ -215,6 +215,6 @@ def model_entrypoint(model_name: str) -> Callable:
     if name not in _model_entrypoints:
         close = difflib.get_close_matches(str(name), list(_model_entrypoints), n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown model {model_name!r}{hint} (list_models() shows all "
-                         f"{len(_model_entrypoints)} names)")
+        raise ValueError(f"unknown model {model_name!r}{hint} (mfnet-zoo list, or list_models() in Python, shows "
+                         f"all {len(_model_entrypoints)} names)")
     return _model_entrypoints[name]

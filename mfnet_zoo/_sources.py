@@ -107,6 +107,6 @@ def parse_model_source(source: str | Path) -> ModelSource:
         return ModelSource("hf-hub", source, source)
     close = difflib.get_close_matches(name, list_models(), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "."
-    raise ValueError(f"unknown model {source!r}{hint} As a model "
-                     f"source it is no registered name (list_models() shows them), no existing file or folder and "
-                     f"not 'hf-hub:org/repo'")
+    raise ValueError(f"unknown model {source!r}{hint} As a model source it is no registered name (mfnet-zoo list, "
+                     f"or list_models() in Python, shows them), no existing file or folder and not "
+                     f"'hf-hub:org/repo'")

@@ -28,7 +28,10 @@ CARD_TEMPLATE = """---
 
 # {{ model_id | default("mfnet_zoo model", true) }}
 
-`{{ architecture }}` from mfnet_zoo (`pip install mfnet-zoo`): {{ description }}
+`{{ architecture }}` from mfnet_zoo: {{ description }}
+
+mfnet_zoo is installed from its source (no package index serves it yet): `pip install -e .` in a checkout of
+the repository.
 
 - encoder: `{{ encoder }}` (timm), output stride {{ output_stride }}
 - blocks: {{ blocks }}

@@ -102,13 +102,19 @@ def fail_fast_when_unreachable() -> Iterator[str | None]:
         constants.HF_HUB_OFFLINE = False
 
 
-def ways_out(what: str) -> str:
-    """The ways to go on without the Hub, for an error about ``what`` could not be downloaded."""
-    return (f"Ways out: download {what} once where the Hub can be reached, into the Hugging Face cache used here "
-            f"(HF_HOME / HF_HUB_CACHE), then set HF_HUB_OFFLINE=1; or do without them (pretrained=False, "
-            f"encoder_weights=None; mfnet-zoo train --encoder-weights none); or give the weights yourself "
-            f"(create_model(name, pretrained='path/to/{WEIGHTS_NAME}') or "
-            f"pretrained_cfg_overlay=dict(file='path/to/{WEIGHTS_NAME}'))")
+def ways_out(what: str, model: bool = False) -> str:
+    """The ways to go on without the Hub, for an error about ``what`` could not be downloaded: encoder weights
+    (training can start without them), or with ``model=True`` a saved model's files (what eval, predict and
+    export load: a local copy is the way, not a training flag)."""
+    cache = (f"Ways out: download {what} once where the Hub can be reached, into the Hugging Face cache used here "
+             f"(HF_HOME / HF_HUB_CACHE), then set HF_HUB_OFFLINE=1; ")
+    if model:
+        return cache + (f"or give a local copy as the model source: a folder with {CONFIG_NAME} and {WEIGHTS_NAME} "
+                        f"(mfnet-zoo eval/predict/export FOLDER, load_model('FOLDER'), create_model(name, "
+                        f"pretrained='FOLDER')); or build the model without them (pretrained=False)")
+    return cache + (f"or do without them (pretrained=False, encoder_weights=None; mfnet-zoo train --encoder-weights "
+                    f"none); or give the weights yourself (create_model(name, pretrained='path/to/{WEIGHTS_NAME}') or "
+                    f"pretrained_cfg_overlay=dict(file='path/to/{WEIGHTS_NAME}'))")
 
 
 def download_file(repo_id: str, filename: str = WEIGHTS_NAME, revision: str | None = None, *, missing_ok: bool = False,
@@ -118,7 +124,7 @@ def download_file(repo_id: str, filename: str = WEIGHTS_NAME, revision: str | No
     ``missing_ok``: None when the repo exists but has no ``filename`` (an optional file such as config.json).
     """
     refuse_pickle(filename)
-    hint = ways_out(f"{filename!r} of {repo_id!r}")
+    hint = ways_out(f"{filename!r} of {repo_id!r}", model=True)
     with fail_fast_when_unreachable() as reason:
         try:
             return hf_hub_download(repo_id, filename, revision=revision, **hf_kwargs)
