@@ -17,9 +17,35 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"mfnet-zoo {__version__}"
 
 
+def _first_column(table: str) -> list[str]:
+    return [line.split()[0] for line in table.splitlines()[1:]]
+
+
 def test_list_with_pattern(capsys):
     assert main(["list", "emanet*"]) == 0
-    assert capsys.readouterr().out.split() == ["emanet", "emanet_r101", "emanet_r50"]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["model", "family", "context", "encoder", "params", "pretrained", "tags"]
+    assert _first_column("\n".join(lines)) == ["emanet", "emanet_r101", "emanet_r50"]
+    assert lines[3].split() == ["emanet_r50", "emanet", "EMAContext", "resnet50", "34.66M", "tv_in1k"]
+
+
+def test_list_json_counts_parameters_on_the_meta_device(capsys):
+    import time
+
+    start = time.perf_counter()
+    assert main(["list", "mfnet_r*", "--json"]) == 0
+    assert time.perf_counter() - start < 5  # meta tensors: no memory, no initialisation (about 0.1 s a model)
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["mfnet_r101", "mfnet_r50"]
+    assert rows[1] == {"name": "mfnet_r50", "family": "mfnet", "context": "FactorizationContext", "encoder": "resnet50",
+                       "num_classes": 21, "parameters": 29_738_997, "pretrained_tags": ["tv_in1k"]}
+    assert main(["list", "mfnet_r50*", "--pretrained"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-1] == "weights"
+    assert lines[1].split() == ["mfnet_r50.tv_in1k", "mfnet", "FactorizationContext", "resnet50", "29.74M", "encoder",
+                                "only:", "resnet50.tv_in1k"]
+    assert main(["list", "nothing*"]) == 0
+    assert capsys.readouterr().err.strip() == "no model matches 'nothing*'"
 
 
 def test_info_json_counts_parameters_and_macs(capsys):
@@ -41,13 +67,13 @@ def test_user_errors_are_messages_not_tracebacks(capsys):
     assert main(["info", "mfnet_r5"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mfnet-zoo: error: unknown model 'mfnet_r5'; did you mean mfnet_r50")
-    assert "Traceback" not in err
+    assert "mfnet-zoo list" in err and "Traceback" not in err
 
 
 def test_module_entry_and_console_script():
     result = subprocess.run([sys.executable, "-m", "mfnet_zoo", "list", "mfnet_r*"], capture_output=True,
                             text=True, check=True)
-    assert result.stdout.split() == ["mfnet_r101", "mfnet_r50"]  # not mfnet_lite_r50: fnmatch pattern
+    assert _first_column(result.stdout) == ["mfnet_r101", "mfnet_r50"]  # not mfnet_lite_r50: fnmatch pattern
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts.get("mfnet-zoo") == "mfnet_zoo.cli:main"
 
@@ -68,3 +94,59 @@ def test_train_presets_named_for_the_parser_are_the_engines():
     from mfnet_zoo.train import PRESETS
 
     assert tuple(PRESET_DESCRIPTIONS) == tuple(PRESETS)  # --help describes them without importing torch
+
+
+def test_options_only_as_spelled_with_the_commands_usage_and_what_was_meant(capsys):
+    from mfnet_zoo.cli.parser import build_parser
+
+    parser = build_parser()
+    assert not parser.allow_abbrev and all(not p.allow_abbrev for p in parser.commands.values())
+    for argv, hint in [(["train", "mfnet", "--epocs", "1"], "(--epocs: did you mean --epochs?)"),
+                       (["train", "mfnet", "--epoch", "1"], "(--epoch: did you mean --epochs?)"),  # no abbreviations
+                       (["train", "mfnet", "--encoder-weight", "none"], "(--encoder-weight: did you mean --encoder-weights?)"),
+                       (["eval", "m", "--encoder-weights", "none"], "(--encoder-weights is an option of train, not of "
+                                                                    "this command)")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2
+        assert err.startswith(f"usage: mfnet-zoo {argv[0]} ")  # the command's usage, not the top level's
+        assert err.endswith(f"mfnet-zoo {argv[0]}: error: unrecognized arguments: {' '.join(argv[2:])} {hint}\n")
+
+
+def test_help_is_plain_text(capsys):
+    from mfnet_zoo.cli.parser import build_parser
+
+    for command in [None, *build_parser().commands]:
+        with pytest.raises(SystemExit):
+            main([command, "--help"] if command else ["--help"])
+        out = capsys.readouterr().out
+        assert out.startswith("usage: mfnet-zoo")
+        assert not [markup for markup in ("``", "`", ":func:", ":class:", ":mod:", ":data:", "**") if markup in out], \
+            command
+
+
+def test_progress_bars_only_when_stderr_is_a_terminal(monkeypatch):
+    from mfnet_zoo.cli import _progress, parse_args
+
+    for tty, argv, expected in [(True, [], True), (False, [], False), (False, ["--progress"], True),
+                                (True, ["--no-progress"], False)]:
+        monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty)
+        assert _progress(parse_args(["eval", "m", *argv])) is expected
+
+
+def test_a_run_file_from_before_progress_options_reruns(tmp_path):
+    from mfnet_zoo.cli import _recorded_args, parse_args
+
+    (tmp_path / "run.json").write_text(json.dumps({"mfnet_zoo_run": 1, "args": {"model": "mfnet", "epochs": 3,
+                                                                                 "no_progress": True}}))
+    args = parse_args(["train", "--config", str(tmp_path / "run.json"), "--progress"])
+    assert (args.model, args.epochs, args.progress) == ("mfnet", 3, True)
+    assert "progress" not in _recorded_args(args) and "no_progress" not in _recorded_args(args)
+
+
+def test_predict_on_a_missing_path_fails_before_loading_or_writing(tmp_path, capsys):
+    assert main(["predict", "mfnet_r50", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and not (tmp_path / "out").exists()
+    assert err.strip() == f"mfnet-zoo: error: no image to predict: {tmp_path / 'nowhere'}: no such file or folder"

@@ -9,16 +9,27 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._extras import MissingExtraError
 from .parser import build_parser
 
 __all__ = ["main", "parse_args", "build_parser"]
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
-    from .._registry import list_models
+def _progress(args: argparse.Namespace) -> bool:
+    """--progress / --no-progress, else progress bars only when stderr is a terminal (not in redirected logs)."""
+    return sys.stderr.isatty() if args.progress is None else args.progress
 
-    for name in list_models(args.pattern, pretrained=args.pretrained):
-        print(name)
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from ..info import format_model_table, list_model_rows
+
+    rows = list_model_rows(args.pattern, pretrained=args.pretrained)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        print(format_model_table(rows))
+    else:
+        print(f"no {'pretrained ' if args.pretrained else ''}model matches {args.pattern!r}", file=sys.stderr)
     return 0
 
 
@@ -34,7 +45,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
     from ..metrics import format_iou_table
 
-    result = run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=not args.no_progress)
+    result = run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=_progress(args))
     print(format_iou_table(result["classes"], result["metrics"]))
     print(f"\nmIoU {result['metrics']['mIoU']:.3f} on {result['val_images']} held-out scenes after "
           f"{result['epochs']} epochs ({result['seconds']:.0f} s); curves, predictions and checkpoints in {args.out}/")
@@ -47,7 +58,7 @@ def _data(args: argparse.Namespace):
 
     return DataOptions(args.data, root=args.data_root, sbd_root=args.sbd_root, download=args.download,
                        num_classes=args.num_classes, skip_bad=args.skip_bad, synthetic_size=args.synthetic_size,
-                       image_size=args.image_size)
+                       image_size=args.image_size, classes=args.classes)
 
 
 def _encoder_weights(args: argparse.Namespace) -> str | bool | None:
@@ -80,7 +91,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(args.model, cfg, args.out, data=_data(args), encoder=args.encoder, context=args.context,
                    encoder_weights=_encoder_weights(args), mean=args.mean, std=args.std,
                    num_classes=args.num_classes, output_stride=args.output_stride, device=args.device,
-                   workers=args.workers, resume=args.resume, progress=not args.no_progress,
+                   workers=args.workers, resume=args.resume, progress=_progress(args),
                    run_config={"command": "mfnet-zoo train", "argv": args.argv, "args": _recorded_args(args),
                                "preset": args.preset})
     if result.rank == 0:
@@ -93,8 +104,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _recorded_args(args: argparse.Namespace) -> dict:
-    """The train command's options as resolved (paths absolute), for run.json."""
-    recorded = {k: v for k, v in vars(args).items() if k not in ("command", "argv")}
+    """The train command's options as resolved (paths absolute), for run.json; not how it shows progress."""
+    recorded = {k: v for k, v in vars(args).items() if k not in ("command", "argv", "progress", "no_progress")}
     for key in ("data_root", "sbd_root"):
         if recorded.get(key):
             recorded[key] = str(Path(recorded[key]).resolve())
@@ -131,7 +142,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(args.model, data=_data(args), split=args.split, protocol=args.protocol,
                       crop_size=args.crop_size, batch_size=args.batch_size or 8, device=args.device,
                       workers=args.workers, amp=args.amp or "none", channels_last=args.channels_last,
-                      scales=args.scales, flip=args.flip, window=args.window, progress=not args.no_progress)
+                      scales=args.scales, flip=args.flip, window=args.window, progress=_progress(args))
     if result.rank == 0:
         print(json.dumps(result.metrics, indent=2) if args.json else format_iou_table(result.classes, result.metrics))
         if args.out:
@@ -141,24 +152,35 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from ..inference import load_for_inference, resolve_device
-    from ..predict import predict_files
+    from ..predict import expand_inputs, predict_files
 
+    paths, problems = expand_inputs(args.inputs)
+    if not paths:  # nothing to do: say why before loading the model, and write nothing
+        raise FileNotFoundError(f"no image to predict: {'; '.join(problems)}")
+    for problem in problems:
+        print(f"mfnet-zoo: error: {problem}", file=sys.stderr)
     device = resolve_device(args.device)
     model = load_for_inference(args.model, device, fold=not args.no_fold)
-    report = predict_files(model, args.inputs, args.out, batch_size=args.batch_size, scales=args.scales,
+    report = predict_files(model, [str(p) for p in paths], args.out, batch_size=args.batch_size, scales=args.scales,
                            flip=args.flip, window=args.window, save_probs=args.probs, device=device,
-                           amp=args.amp, channels_last=args.channels_last, progress=not args.no_progress)
-    images = sum(1 for p in report.written if p.name.endswith("_overlay.png"))
-    print(f"wrote {images} prediction(s) to {args.out}/")
+                           amp=args.amp, channels_last=args.channels_last, progress=_progress(args))
     for problem in report.failed:
         print(f"mfnet-zoo: error: {problem}", file=sys.stderr)
-    return 1 if report.failed else 0
+    images = sum(1 for p in report.written if p.name.endswith("_overlay.png"))
+    print(f"wrote {images} prediction(s) to {args.out}/")
+    return 1 if report.failed or problems else 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export_onnx, export_program
+    from .._extras import require
+    from ..export import ONNX, check_onnx, export_onnx, export_program
     from ..inference import load_for_inference
 
+    if args.check and args.format != "onnx":
+        raise ValueError("--check runs the export in onnxruntime: it needs --format onnx")
+    if args.format == "onnx":  # a missing extra fails before the model is built
+        for module in ("onnx", "onnxscript") + (("onnxruntime",) if args.check else ()):
+            require(module, "checking an ONNX export" if module == "onnxruntime" else ONNX)
     model = load_for_inference(args.model, "cpu", fold=not args.no_fold)
     size = (args.size, args.size)
     if args.format == "onnx":
@@ -168,6 +190,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         path = args.out or f"{Path(args.model).name}.pt2"
         export_program(model, path, size, batch_size=args.batch)
     print(f"wrote {path}")
+    if args.check:
+        shape = (2, model.in_chans, args.size // 2 + 1, args.size + 7)  # a batch and a size not traced
+        worst = check_onnx(model, path, [shape])
+        print(f"onnxruntime at {shape[0]} x {shape[1]} x {shape[2]} x {shape[3]}: max |logits - torch's| {worst:.1e}")
     return 0
 
 
@@ -215,16 +241,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if getattr(args, "config", None):
         from ..run_record import run_file_args
 
-        args = build_parser(train_defaults=run_file_args(args.config, known=vars(args))).parse_args(argv)
+        # no_progress: recorded by versions before --progress; how a run showed progress is not rerun
+        defaults = run_file_args(args.config, known=[*vars(args), "no_progress"])
+        defaults.pop("no_progress", None)
+        args = build_parser(train_defaults=defaults).parse_args(argv)
     args.argv = argv
     return args
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"mfnet-zoo: warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(argv)  # --help and --version end here, before torch is imported
-        return COMMANDS[args.command](args)
-    except (ValueError, OSError, NotImplementedError, FloatingPointError) as e:  # a user's error: one line
+        with warnings.catch_warnings():  # a warning is one line, as errors are; the previous display comes back
+            warnings.showwarning = _one_line_warning
+            return COMMANDS[args.command](args)
+    except (ValueError, OSError, NotImplementedError, FloatingPointError, MissingExtraError) as e:
+        # a user's error, or a missing optional dependency (the message names its extra): one line
         # (an internal TypeError or AttributeError is a bug and keeps its traceback)
         print(f"mfnet-zoo: error: {e}", file=sys.stderr)
         return 2

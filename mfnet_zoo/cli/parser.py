@@ -3,7 +3,9 @@ answers at once (:mod:`mfnet_zoo.cli` runs the commands)."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import textwrap
+from collections.abc import Sequence
 
 from .._constants import (AMP_CHOICES, CONTEXT_DESCRIPTIONS, CONVERT_SOURCES, DATASETS, EVAL_PROTOCOLS,
                           PRESET_DESCRIPTIONS)
@@ -14,6 +16,57 @@ __all__ = ["build_parser", "MODEL_HELP"]
 MODEL_HELP = ("a model source: a registry name (a new model, random weights), name.tag (pretrained), "
               "hf-hub:org/repo[@rev], a save_pretrained folder (e.g. runs/demo/model), a .safetensors file with "
               "config.json beside it, a training checkpoint (.pt) or run folder (its best.pt, else last.pt)")
+
+
+class StrictParser(argparse.ArgumentParser):
+    """An ArgumentParser that takes options only as spelled (no abbreviations) and answers an unknown one with
+    the usage of the command it was given to and the closest options that command has."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}  # command name -> its parser (build_parser sets it)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(namespace, "command", None)
+            parser = self.commands.get(command, self)
+            others = {name: p for name, p in self.commands.items() if name != command}
+            parser.error(unknown_arguments(parser, extras, others))
+        return namespace
+
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    return [s for action in parser._actions for s in action.option_strings if s not in ("-h", "--help")]
+
+
+def unknown_arguments(parser: argparse.ArgumentParser, extras: Sequence[str],
+                      others: dict[str, argparse.ArgumentParser] | None = None) -> str:
+    """'unrecognized arguments: ...' and, for each unknown option, what was probably meant: ``parser``'s options
+    that start with it (an abbreviation) or are spelled closest, else the ``others`` commands that take it."""
+    options = _options(parser)
+    hints = []
+    for extra in extras:
+        if not extra.startswith("-"):
+            continue
+        typed = extra.split("=", 1)[0]
+        close = [o for o in options if o.startswith(typed)][:3] or difflib.get_close_matches(typed, options, n=2,
+                                                                                             cutoff=0.7)
+        elsewhere = [name for name, other in (others or {}).items() if typed in _options(other)]
+        if close:
+            hints.append(f"{typed}: did you mean {' or '.join(close)}?")
+        elif elsewhere:
+            hints.append(f"{typed} is an option of {', '.join(elsewhere)}, not of this command")
+    return f"unrecognized arguments: {' '.join(extras)}" + (f" ({'; '.join(hints)})" if hints else "")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated class names such as background,road,car, "
+                                         f"got {text!r}")
+    return names
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -29,6 +82,10 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sbd-root", help="SBD folder (img/, cls/, train.txt, val.txt) for --data voc-aug")
     p.add_argument("--download", action="store_true", help="let torchvision download VOC / SBD")
     p.add_argument("--skip-bad", action="store_true", help="--data folder: leave out (and count) bad pairs")
+    p.add_argument("--classes", type=_names, metavar="A,B,...",
+                   help="--data folder: the class names in index order (as ROOT/classes.txt, one per line, names "
+                        "them); without either, train takes the class count from the train masks (highest "
+                        "label + 1, 255 ignored) and eval from the model")
     p.add_argument("--synthetic-size", type=int, default=1600, help="training scenes for --data synthetic*")
     p.add_argument("--image-size", type=int, help="scene size for --data synthetic* (default: 64; the context "
                    "study's scenes, synthetic-local/-global/-global-nocue: 224)")
@@ -43,7 +100,12 @@ def _add_runtime_args(p: argparse.ArgumentParser, amp_default: str | None = "non
                    help="autocast dtype (bf16 + --channels-last: 2-3x faster on CPUs with bf16 units)")
     p.add_argument("--channels-last", action="store_true")
     if progress:
-        p.add_argument("--no-progress", action="store_true")
+        _add_progress_arg(p)
+
+
+def _add_progress_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: only when stderr is a terminal)")
 
 
 def _add_tta_args(p: argparse.ArgumentParser) -> None:
@@ -54,12 +116,14 @@ def _add_tta_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     """The ``mfnet-zoo`` parser; ``train_defaults`` replace the train command's defaults (``--config``)."""
-    parser = argparse.ArgumentParser(prog="mfnet-zoo", description="Segmentation models with low-rank factorization context: inspect, train, evaluate, predict, export, publish.")
+    parser = StrictParser(prog="mfnet-zoo", description="Segmentation models with low-rank factorization context: inspect, train, evaluate, predict, export, publish.")
     parser.add_argument("--version", action="version", version=f"mfnet-zoo {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", help="list registered models (fnmatch pattern)")
-    p.add_argument("pattern", nargs="?", default="*")
-    p.add_argument("--pretrained", action="store_true", help="only models with weights, as name.tag")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=StrictParser)
+    parser.commands = sub.choices
+    p = sub.add_parser("list", help="registered models as a table: family, context, encoder, parameters, tags")
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'mfnet*' (default: all)")
+    p.add_argument("--pretrained", action="store_true", help="only models with weights, one row per name.tag")
+    p.add_argument("--json", action="store_true", help="machine-readable output (exact parameter counts)")
     p = sub.add_parser("info", help="parameters, MACs and blocks of a model")
     p.add_argument("name", help=MODEL_HELP)
     p.add_argument("--size", type=int, default=513, help="input side for the MAC count (default 513)")
@@ -138,6 +202,8 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="example batch used for tracing (the graph takes any batch)")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--no-fold", action="store_true", help="export the static context unfolded (same logits, slower)")
+    p.add_argument("--check", action="store_true", help="run the ONNX file in onnxruntime at batch 2 and a size not "
+                   "traced, and print the largest difference from torch's logits")
     p = sub.add_parser("benchmark", help="latency/throughput of models, interleaved for fair ratios")
     p.add_argument("models", nargs="+", help="model sources (see 'predict --help'); registry names: random weights")
     p.add_argument("--size", type=int, default=513)
@@ -167,5 +233,5 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_progress_arg(p)
     return parser
