@@ -7,8 +7,12 @@ it (:mod:`mfnet_zoo._builder`) and publishing it (:mod:`mfnet_zoo.publish`) read
 - ``model_name``, ``model_args``: the registry name and every constructor argument (as config.json);
 - ``data_config``: the normalisation the model was trained with (mean, std, interpolation, input size);
 - ``state_dict``: the weights; ``class_names``: the dataset's, or None;
-- ``optimizer``, ``scheduler``, ``scaler`` (or None), ``rng``: what a resumed run continues from;
-- ``epoch`` (completed), ``best_miou``, ``history`` (metrics.jsonl's records), ``config`` (the TrainConfig).
+- ``optimizer``, ``scheduler``, ``scaler`` (or None), ``rng``: what a resumed run continues from (``rng``: a
+  list, every process's :func:`rng_state` in rank order; one dict, rank 0's, in older checkpoints);
+- ``epoch`` (completed), ``best_miou``, ``history`` (metrics.jsonl's records), ``config`` (the TrainConfig)
+  and ``world_size``, the process count its ``grad_accum_steps`` was meant for (the two give the global batch);
+- ``progress``: None at an epoch's end; mid-epoch, how far the next epoch got (``batches`` done, their
+  loss ``sums``, ``seconds``) and ``epoch_rng``, every process's RNG states at that epoch's start.
 """
 from __future__ import annotations
 
@@ -97,10 +101,14 @@ def restore_rng(rng: dict[str, Any], generator: torch.Generator | None = None) -
 
 def training_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, *,
                         epoch: int, best_miou: float, history: Sequence[dict], config: dict[str, Any],
-                        class_names: Sequence[str] | None, generator: torch.Generator | None) -> dict[str, Any]:
-    """The checkpoint of a run after ``epoch`` completed epochs, in the layout this module describes."""
+                        world_size: int, class_names: Sequence[str] | None, rng: Sequence[dict[str, Any]],
+                        progress: dict[str, Any] | None = None,
+                        epoch_rng: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The checkpoint of a run after ``epoch`` completed epochs (and ``progress`` into the next), in the
+    layout this module describes."""
     return {"model_name": getattr(model, "model_name", None), "model_args": getattr(model, "model_args", None),
             "data_config": resolve_data_config(model),  # the normalisation it was trained with
             "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch, "best_miou": best_miou,
-            "history": list(history), "config": config, "class_names": class_names, "rng": rng_state(generator)}
+            "history": list(history), "config": config, "world_size": world_size, "class_names": class_names,
+            "rng": list(rng), "progress": progress, "epoch_rng": list(epoch_rng) if epoch_rng is not None else None}

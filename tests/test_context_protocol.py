@@ -154,3 +154,50 @@ def test_context_state_is_saved_in_config_and_checkpoints(tmp_path):
     assert restored.context.context_state == "off" and restored.model_args["context_state"] == "off"
     x = torch.randn(1, 3, 32, 32)
     torch.testing.assert_close(restored.eval()(x).logits, copy.deepcopy(model).eval()(x).logits)
+
+
+def _every_setting(name: str):
+    """(block, label) for context ``name`` in each of its states and gradient modes, at width = in_channels (the
+    static factorization's, where "off" skips the embedding) and at another width."""
+    from mfnet_zoo.layers import BASES_GRAD, CONTEXT_STATES, create_context, get_context_state
+
+    for width in (8, 12):
+        probe = create_context(name, 8, 6, width=width, rank=3, base_size=(3, 3))
+        states = CONTEXT_STATES if get_context_state(probe) is not None else (None,)
+        iterative = [m for m in probe.modules() if hasattr(type(m), "bases_grad")]
+        modes = BASES_GRAD if iterative and getattr(iterative[0], "mode", "nmf") != "static" else (None,)
+        for state in states:
+            for mode in modes:
+                block = create_context(name, 8, 6, width=width, rank=3, base_size=(3, 3))
+                if state is not None:
+                    mfnet_zoo.layers.set_context_state(block, state)
+                for module in block.modules():
+                    if mode is not None and hasattr(type(module), "bases_grad"):
+                        module.bases_grad = mode
+                yield block, f"width={width} state={state} bases_grad={mode}"
+
+
+@pytest.mark.parametrize("name", list(mfnet_zoo.layers.CONTEXTS))
+def test_declared_unused_parameters_are_exactly_those_without_a_gradient(name):
+    """What DistributedDataParallel's find_unused_parameters is decided from (the engine), against autograd."""
+    from mfnet_zoo.layers import provides_reconstruction, unused_parameters
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 8, 5, 5)
+    checked = 0
+    for block, label in _every_setting(name):
+        for reconstruction in (True, False):
+            block.zero_grad(set_to_none=True)
+            block.train()
+            if provides_reconstruction(block):
+                out, pair = block(x, return_reconstruction=True)
+            else:
+                out, pair = block(x), None
+            loss = out.square().mean()
+            if reconstruction and pair is not None:
+                loss = loss + F.mse_loss(pair.estimate.expand_as(pair.target), pair.target)
+            loss.backward()
+            without = {n for n, p in block.named_parameters() if p.grad is None}
+            assert unused_parameters(block, reconstruction) == without, (label, reconstruction)
+            checked += 1
+    assert checked >= 4

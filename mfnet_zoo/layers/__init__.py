@@ -2,7 +2,7 @@
 from .aspp import ASPP, atrous_rates_for
 from .create_context import CONTEXTS, create_context
 from .context_protocol import (CONTEXT_STATES, Reconstruction, get_context_state, provides_reconstruction,
-                      set_context_state)
+                               set_context_state, unused_parameters)
 from .decoder import ClassifierDecoder, DeepLabV3PlusDecoder
 from .ema import EMAContext, EMAUnit
 from .factorization import BASES_GRAD, NMF_SETTINGS, FactorizationContext, FoldedFactorizationContext
@@ -25,4 +25,5 @@ __all__ = [
     "get_context_state",
     "provides_reconstruction",
     "set_context_state",
+    "unused_parameters",
 ]

@@ -12,6 +12,11 @@ A context block is any ``nn.Module`` mapping B x C_in x h x w to B x C x h x w. 
 
 Blocks without the switch (ASPP, EM attention, a user's block) simply ignore it: the engine's
 warm-up then has nothing to switch, and everything else works the same.
+
+- **Parameters without a gradient.** A block (or any module inside it) whose state leaves some of its
+  parameters out of the loss's graph names them in ``unused_parameters(reconstruction)`` (``reconstruction``:
+  whether the loss uses the pair). :func:`unused_parameters` collects them, so that the engine asks
+  DistributedDataParallel for its costlier ``find_unused_parameters`` only when some exist.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import torch
 from torch import nn
 
 __all__ = ["CONTEXT_STATES", "Reconstruction", "check_context_state", "get_context_state",
-           "provides_reconstruction", "set_context_state"]
+           "provides_reconstruction", "set_context_state", "unused_parameters"]
 
 ContextState = Literal["on", "off", "pair-only"]
 CONTEXT_STATES: tuple[str, ...] = get_args(ContextState)
@@ -62,3 +67,15 @@ def set_context_state(block: nn.Module, state: ContextState) -> bool:
         return False
     block.context_state = state
     return True
+
+
+def unused_parameters(block: nn.Module, reconstruction: bool = True) -> set[str]:
+    """Names (relative to ``block``) of the trainable parameters that get no gradient in a training step in
+    the current state, as the modules inside ``block`` declare them (``unused_parameters(reconstruction)``);
+    ``reconstruction``: whether the loss uses the reconstruction pair. Empty for blocks that declare none."""
+    names: set[str] = set()
+    for prefix, module in block.named_modules():
+        if callable(getattr(type(module), "unused_parameters", None)):
+            names |= {f"{prefix}.{n}" if prefix else n for n in module.unused_parameters(reconstruction)}
+    trainable = {n for n, p in block.named_parameters() if p.requires_grad}
+    return names & trainable

@@ -144,6 +144,10 @@ class EMAUnit(nn.Module):
     def extra_repr(self) -> str:
         return f"rank={self.rank}, stages={self.stages}, momentum={self.momentum}, bases_grad={self.bases_grad!r}"
 
+    def unused_parameters(self, reconstruction: bool = True) -> set[str]:
+        """``conv1`` with ``bases_grad="none"``: the EM result is a constant for autograd (the context protocol)."""
+        return {"conv1.weight", "conv1.bias"} if self.bases_grad == "none" else set()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: B x C x h x w -> B x C x h x w."""
         check_feature_map(x, self.channels, type(self).__name__)

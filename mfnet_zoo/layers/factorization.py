@@ -245,6 +245,15 @@ class FactorizationContext(nn.Module):
             + cast(bn.bias).view(1, -1, 1, 1)
         return FoldedFactorizationContext(weight.to(dtype), bias_map.to(dtype))
 
+    def unused_parameters(self, reconstruction: bool = True) -> set[str]:
+        """The parameters the current state leaves out of the loss (the context protocol): with the
+        factorization skipped ("off", or "pair-only" with no reconstruction loss), Y, Z, and the embedding
+        when the projection takes the input itself (width == in_channels)."""
+        if self.context_state == "on" or (self.context_state == "pair-only" and reconstruction):
+            return set()
+        skipped = {"Y", "Z"} if self.mode == "static" else set()
+        return skipped | ({"embed.weight", "embed.bias"} if self.width == self.in_channels else set())
+
     def low_rank(self) -> torch.Tensor:
         """Static mode: Y Z on the base grid, 1 x width x h0 x w0."""
         return (self.Y @ self.Z).view(1, self.width, *self.base_size)
