@@ -1,5 +1,6 @@
 """Every script in examples/ runs, on tiny settings, and does what its docstring says."""
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ def load(name):
 
 
 def test_every_example_is_tested():
-    tested = {"embed_in_training_loop", "custom_encoder", "context_in_smp", "publish_weights", "export_onnx"}
+    tested = {"embed_in_training_loop", "custom_encoder", "context_in_smp", "publish_weights", "export_onnx",
+              "own_data"}
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -45,3 +47,19 @@ def test_publish_weights_dry_run(tmp_path, capsys):
 def test_export_onnx(tmp_path):
     pytest.importorskip("onnxruntime")
     assert load("export_onnx").main(["--out", str(tmp_path / "m.onnx")]) < 1e-4
+
+
+def test_own_data_then_the_docs_onnxruntime_snippet_on_its_export(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    with pytest.warns(UserWarning, match=r"no mask holds index\(es\) 2"):  # labels 0, 1, 3: the count is 4
+        result = load("own_data").main(["--out", str(tmp_path)])
+    assert result["classes"] == ["0", "1", "2", "3"] and len(result["metrics"]["per_class_iou"]) == 4
+    assert len(result["predictions"]) == 8 and result["onnx_error"] < 1e-4  # 4 val images: mask + overlay each
+    # docs/inference.md's onnxruntime session, as written, on that export (traced at 1 x 3 x 32 x 32)
+    page = (EXAMPLES.parent / "docs" / "inference.md").read_text()
+    (snippet,) = [block for block in re.findall(r"```python\n(.*?)```", page, re.S) if "InferenceSession" in block]
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(snippet, namespace)
+    assert namespace["names"] == [("images", ["batch", 3, "height", "width"]), ("logits", ["batch", 4, "height", "width"])]
+    assert namespace["logits"].shape == (2, 4, 200, 300) and namespace["classes"].shape == (2, 200, 300)

@@ -69,6 +69,28 @@ def plain_onnx(model, tmp_path_factory):
 @pytest.mark.slow
 def test_library_onnx_from_batch_1_runs_at_any_batch_and_size(model, library_onnx):
     assert _worst_onnx_error(library_onnx, model) < 1e-4
+    # named dimensions, as deployment tools show them (not the exporter's s77, s53, s0)
+    assert [(v.name, v.shape) for v in library_onnx.get_inputs() + library_onnx.get_outputs()] == [
+        ("images", ["batch", 3, "height", "width"]), ("logits", ["batch", 3, "height", "width"])]
+
+
+def test_onnx_dims_are_named_after_the_export_on_torch_2_6(tmp_path):
+    # torch < 2.7 takes no names in dynamic_shapes: the exporter's symbols are renamed in the file, everywhere
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    def value(name, dims):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+
+    graph = helper.make_graph([helper.make_node("Relu", ["images"], ["hidden"]),
+                               helper.make_node("Relu", ["hidden"], ["logits"])], "g",
+                              [value("images", ["s77", 3, "s53", "s0"])], [value("logits", ["s77", 3, "s53", "s0"])],
+                              value_info=[value("hidden", ["s77", 3, "s53", "s0"])])
+    onnx.save(helper.make_model(graph), tmp_path / "m.onnx")
+    export._name_onnx_dims(tmp_path / "m.onnx")
+    renamed = onnx.load(tmp_path / "m.onnx").graph
+    for v in (renamed.input[0], renamed.output[0], renamed.value_info[0]):
+        assert [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] == ["batch", 3, "height", "width"]
 
 
 @pytest.mark.slow
