@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import datetime
 import os
+import socket
 import time
 import uuid
 from typing import Any
@@ -58,17 +59,28 @@ def _fresh_store(rank: int, world: int, timeout: datetime.timedelta) -> torch.di
     deadline = time.monotonic() + timeout.total_seconds()
     while True:
         announced_port, nonce = agent.get(_ANNOUNCE).decode().split(":")
-        try:  # an earlier round's port is dead (connection refused) or someone else's (another nonce)
-            store = torch.distributed.TCPStore(host, int(announced_port), None, False, datetime.timedelta(seconds=2))
-            if store.get("nonce").decode() == nonce:
-                store.set_timeout(timeout)
-                return store
-        except (RuntimeError, ValueError):  # DistStoreError/DistNetworkError are RuntimeErrors
-            pass
+        # an earlier round's port is dead (probed quietly: TCPStore would log its retries) or someone else's
+        if _listening(host, int(announced_port)):
+            try:
+                store = torch.distributed.TCPStore(host, int(announced_port), None, False,
+                                                   datetime.timedelta(seconds=5))
+                if store.get("nonce").decode() == nonce:
+                    store.set_timeout(timeout)
+                    return store
+            except RuntimeError:  # DistStoreError, DistNetworkError: not a store, or not this round's
+                pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"rank {rank}: no store of this restart round announced by rank 0 within "
                                f"{timeout} (agent store {host}:{port})")
         time.sleep(0.2)
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def init_distributed() -> tuple[int, int]:
