@@ -83,7 +83,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         check_push(args.push_to_hub)
     overrides = (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
                  ("crop_size", args.crop_size), ("amp", args.amp), ("seed", args.seed),
-                 ("save_every", args.save_every))
+                 ("save_every", args.save_every), ("grad_accum_steps", args.grad_accum_steps))
     changes = {k: v for k, v in overrides if v is not None}
     if args.channels_last:
         changes["channels_last"] = True

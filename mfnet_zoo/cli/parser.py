@@ -160,6 +160,8 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/train")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists (else start): one "
                    "command line for the first start and every restart")
+    p.add_argument("--grad-accum-steps", type=int, metavar="N", help="optimizer step every N batches (the "
+                   "global batch: N x --batch-size x processes; default: the preset's, 1)")
     p.add_argument("--save-every", type=int, metavar="STEPS", help="also write OUT/last.pt every STEPS optimizer "
                    "steps, mid-epoch (default: at epoch ends only; docs/training.md, 'Preemption and restarts')")
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="push OUT/model/ to this Hub repo at the end (see push)")
