@@ -110,8 +110,10 @@ def ways_out(what: str, model: bool = False) -> str:
              f"(HF_HOME / HF_HUB_CACHE), then set HF_HUB_OFFLINE=1; ")
     if model:
         return cache + (f"or give a local copy as the model source: a folder with {CONFIG_NAME} and {WEIGHTS_NAME} "
-                        f"(mfnet-zoo eval/predict/export FOLDER, load_model('FOLDER'), create_model(name, "
-                        f"pretrained='FOLDER')); or build the model without them (pretrained=False)")
+                        f"(mfnet-zoo eval/predict/export FOLDER, load_model('FOLDER')), or the weights file to "
+                        f"create_model(name, pretrained='path/to/{WEIGHTS_NAME}') or "
+                        f"pretrained_cfg_overlay=dict(file='path/to/{WEIGHTS_NAME}'); or build the model without "
+                        f"them (pretrained=False)")
     return cache + (f"or do without them (pretrained=False, encoder_weights=None; mfnet-zoo train --encoder-weights "
                     f"none); or give the weights yourself (create_model(name, pretrained='path/to/{WEIGHTS_NAME}') or "
                     f"pretrained_cfg_overlay=dict(file='path/to/{WEIGHTS_NAME}'))")

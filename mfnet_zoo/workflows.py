@@ -106,7 +106,7 @@ def train(model_name: str, cfg: TrainConfig, out: str | Path, *, data: DataOptio
         log(mask_labels.describe())
     trainer = Trainer(model, train_loader, val_loader, cfg, out, device=resolve_device(device, rank),
                       class_names=classes, progress=progress, resume=resume, run_config=record)
-    history = trainer.fit(on_epoch_end=None if log is None else lambda record: log(_epoch_summary(record, cfg.epochs)))
+    history = trainer.fit(on_epoch_end=None if log is None else lambda epoch: log(_epoch_summary(epoch, cfg.epochs)))
     return TrainResult(history, list(classes), rank, Path(out))
 
 
