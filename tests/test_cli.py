@@ -103,9 +103,10 @@ def test_options_only_as_spelled_with_the_commands_usage_and_what_was_meant(caps
     assert not parser.allow_abbrev and all(not p.allow_abbrev for p in parser.commands.values())
     for argv, hint in [(["train", "mfnet", "--epocs", "1"], "(--epocs: did you mean --epochs?)"),
                        (["train", "mfnet", "--epoch", "1"], "(--epoch: did you mean --epochs?)"),  # no abbreviations
-                       (["train", "mfnet", "--encoder-weight", "none"], "(--encoder-weight: did you mean --encoder-weights?)"),
-                       (["eval", "m", "--encoder-weights", "none"], "(--encoder-weights is an option of train, not of "
-                                                                    "this command)")]:
+                       (["train", "mfnet", "--encoder-weight", "none"],
+                        "(--encoder-weight: did you mean --encoder-weights?)"),
+                       (["eval", "m", "--encoder-weights", "none"],
+                        "(--encoder-weights is an option of train, not of this command)")]:
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         err = capsys.readouterr().err

@@ -61,5 +61,6 @@ def test_own_data_then_the_docs_onnxruntime_snippet_on_its_export(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     namespace = {}
     exec(snippet, namespace)
-    assert namespace["names"] == [("images", ["batch", 3, "height", "width"]), ("logits", ["batch", 4, "height", "width"])]
+    assert namespace["names"] == [("images", ["batch", 3, "height", "width"]),
+                                  ("logits", ["batch", 4, "height", "width"])]
     assert namespace["logits"].shape == (2, 4, 200, 300) and namespace["classes"].shape == (2, 200, 300)

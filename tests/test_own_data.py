@@ -96,7 +96,8 @@ def test_cli_trains_and_evaluates_a_folder_without_classes_txt(tmp_path, capsys)
     assert lines[0] == f"4 classes: the highest label in the 4 masks of '{root / 'masks' / 'train'}' is 3 (no " \
                        f"classes.txt or --classes to name them)"
     assert lines[1].startswith("epoch 1/1: loss ") and "val mIoU" in lines[1]
-    assert err.strip().startswith("mfnet-zoo: warning: 4 classes taken from the highest label") and "\n" not in err.strip()
+    warning = err.strip()
+    assert warning.startswith("mfnet-zoo: warning: 4 classes taken from the highest label") and "\n" not in warning
     data = json.loads((out / "run.json").read_text())["data"]
     assert (data["classes"], data["classes_from"], data["unseen_classes"]) == (["0", "1", "2", "3"], "masks", [2])
 
@@ -124,8 +125,8 @@ def test_a_missing_optional_module_is_one_line_naming_its_extra(module, monkeypa
     with pytest.raises(_extras.MissingExtraError) as error:
         _extras.require(module, "this feature")
     extra = _extras.EXTRAS[module]
-    assert str(error.value).startswith(f'this feature needs {module}, which is not installed: pip install -e ".[{extra}]" '
-                                       f"in the mfnet_zoo checkout")
+    assert str(error.value).startswith(f"this feature needs {module}, which is not installed: "
+                                       f'pip install -e ".[{extra}]" in the mfnet_zoo checkout')
     assert "\n" not in str(error.value) and error.value.name == module
 
 
@@ -150,5 +151,5 @@ def test_every_feature_behind_an_extra_says_so(module, tmp_path, monkeypatch, ca
         argv = ["export", "mfnet", "--out", str(tmp_path / "m.onnx")]
     assert main(argv) == 2  # before the model is built or anything written
     err = capsys.readouterr().err
-    assert err.startswith(f"mfnet-zoo: error: ") and 'pip install -e ".[export]"' in err and err.count("\n") == 1
+    assert err.startswith("mfnet-zoo: error: ") and 'pip install -e ".[export]"' in err and err.count("\n") == 1
     assert not (tmp_path / "m.onnx").exists()

@@ -116,7 +116,8 @@ def _add_tta_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     """The ``mfnet-zoo`` parser; ``train_defaults`` replace the train command's defaults (``--config``)."""
-    parser = StrictParser(prog="mfnet-zoo", description="Segmentation models with low-rank factorization context: inspect, train, evaluate, predict, export, publish.")
+    parser = StrictParser(prog="mfnet-zoo", description="Segmentation models with low-rank factorization context: "
+                                                        "inspect, train, evaluate, predict, export, publish.")
     parser.add_argument("--version", action="version", version=f"mfnet-zoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=StrictParser)
     parser.commands = sub.choices
