@@ -95,7 +95,9 @@ def init_distributed() -> tuple[int, int]:
             torch.distributed.init_process_group(backend, store=store, rank=this, world_size=world, timeout=_TIMEOUT)
         else:
             torch.distributed.init_process_group(backend)
-        # an exiting process with a live gloo group aborts ("terminate called without an active exception")
+        # a process that exits with a live gloo group can abort in the interpreter's finalization: gloo's worker
+        # threads still hold work with Python references ("terminate called without an active exception",
+        # SIGABRT; pytorch/pytorch#190489). Leave the group while the interpreter is whole.
         atexit.register(_leave)
     return (torch.distributed.get_rank() if world > 1 else 0), world
 
