@@ -1,10 +1,11 @@
-"""``mfnet-zoo`` for torchrun in tests, with deterministic preemption hooks from the environment:
+"""``mfnet-zoo`` with deterministic preemption hooks from the environment, for tests (no timers):
 
-- ``KILL_RANK_AT_STEP=R:N``: in the first round (``TORCHELASTIC_RESTART_COUNT`` 0), rank R kills itself with
-  SIGKILL right after its N-th optimizer step, as a preempted worker dies;
+- ``KILL_RANK_AT_STEP=R:N``: rank R (0 without torchrun) kills itself with SIGKILL right after its N-th optimizer
+  step, as a preempted process dies; under torchrun in the first round only (``TORCHELASTIC_RESTART_COUNT`` 0);
 - ``COPY_CHECKPOINTS=DIR``: every checkpoint written is also copied to DIR as ``e{epoch}-b{batches}.pt``.
 
-Run as ``python -m torch.distributed.run ... tests/torchrun_entry.py train ...``.
+Run as ``python tests/preemptible_cli.py train ...`` or ``python -m torch.distributed.run ... tests/preemptible_cli.py
+train ...``.
 """
 import os
 import shutil
