@@ -5,8 +5,8 @@ evaluate any model source on one. ``mfnet-zoo train`` and ``mfnet-zoo eval`` par
 Each wires the same pieces a user would: the dataset (:class:`~mfnet_zoo.data.DataOptions`), the model
 (:func:`~mfnet_zoo.create_model` / :func:`~mfnet_zoo.load_model`), transforms from the encoder's
 normalisation and the preset, loaders (a ``DistributedSampler`` under torchrun, every evaluation image
-once over all processes, full VOC images one at a time since their sizes differ), and for training the
-run record and the :class:`~mfnet_zoo.train.Trainer`.
+once over all processes, full VOC or folder images one at a time since their sizes may differ), and for
+training the run record and the :class:`~mfnet_zoo.train.Trainer`.
 """
 from __future__ import annotations
 
@@ -92,6 +92,10 @@ def train(model_name: str, cfg: TrainConfig, out: str | Path, *, data: DataOptio
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                               drop_last=True, num_workers=workers, generator=generator,
                               persistent_workers=workers > 0)
+    if len(train_loader) == 0:  # whole batches only: a small folder would train on nothing
+        raise ValueError(f"{len(train_set)} training images make no whole batch of {cfg.batch_size}"
+                         f"{f' on each of {world} processes' if world > 1 else ''}: lower --batch-size "
+                         f"(batch_size) to at most {len(train_set) // world}, or add images")
     val_loader = DataLoader(shard_dataset(val_set, rank, world), num_workers=workers,
                             batch_size=1 if data.full_images(cfg.eval_protocol) else cfg.batch_size)
     record = dict(run_config or {})

@@ -78,6 +78,6 @@ class DataOptions:
                              synthetic_size=self.synthetic_size, image_size=self.image_size, classes=self.classes)
 
     def full_images(self, protocol: str) -> bool:
-        """Whether evaluation under ``protocol`` goes one image at a time: VOC's full images differ in size
-        (the paper protocol's crops, and the synthetic scenes, share one)."""
-        return self.name in ("voc", "voc-aug") and protocol == "full"
+        """Whether evaluation under ``protocol`` goes one image at a time: the full images of VOC and of a folder
+        may differ in size (the paper protocol's crops, and the synthetic scenes, share one)."""
+        return self.name in ("voc", "voc-aug", "folder") and protocol == "full"
