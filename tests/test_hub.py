@@ -313,7 +313,12 @@ def test_torch_hub_load_from_a_checkout():
 @pytest.mark.parametrize("what", ["ours", "timm encoder"])
 def test_unreachable_hub_fails_at_once_with_one_clear_error(what, tmp_path, monkeypatch):
     """No network (here: an endpoint that refuses connections) and nothing cached: one error naming the
-    weights, the repo, the cause and the ways out, raised after one connection attempt, not minutes of retries."""
+    weights, the repo, the cause and the ways out, raised after one connection attempt, not minutes of retries.
+
+    Counted, not timed (a loaded machine cannot fail it): the connection attempts (exactly one, the probe) and
+    the sleeps of huggingface_hub's retries (none). The wall-clock bound is only a guard against a hang, with a
+    wide margin: a refused connection takes milliseconds, and the probe gives up after PROBE_TIMEOUT_S (3 s)."""
+    import socket
     import time
 
     from mfnet_zoo import hub as mfnet_hub
@@ -322,13 +327,20 @@ def test_unreachable_hub_fails_at_once_with_one_clear_error(what, tmp_path, monk
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    mfnet_hub._can_connect.cache_clear()  # the probe's answer is remembered per process: make this test probe
+    attempts, sleeps, connect, sleep = [], [], socket.socket.connect, time.sleep
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address: (attempts.append(address),
+                                                                         connect(self, address))[1])
+    monkeypatch.setattr(time, "sleep", lambda seconds: (sleeps.append(seconds), sleep(seconds))[1])
     start = time.perf_counter()
     with pytest.raises(FileNotFoundError) as error:
         if what == "ours":
             mfnet_hub.download_file("org/model", "model.safetensors")
         else:
             create_model("mfnet", encoder="test_resnet", encoder_weights=True)
-    assert time.perf_counter() - start < 10
+    assert attempts == [("127.0.0.1", 9)] and sleeps == []  # one probe, then the cache only: no retry
+    assert time.perf_counter() - start < 60
+    mfnet_hub._can_connect.cache_clear()  # no remembered answer for the next test's endpoint
     message = str(error.value)
     assert "the Hub at http://127.0.0.1:9 cannot be reached" in message and "not in the local" in message
     assert "HF_HUB_OFFLINE=1" in message and "pretrained=False" in message
