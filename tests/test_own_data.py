@@ -108,6 +108,10 @@ def test_cli_trains_and_evaluates_a_folder_without_classes_txt(tmp_path, capsys)
                                        f"'{root}' has 3 (classes: ['a', 'b', 'c'])\n")
     assert main(["eval", str(out), "--data", "folder", "--data-root", str(tmp_path / "nowhere")]) == 2
     assert "dataset root" in capsys.readouterr().err
+    # more images per batch than the folder has: said, not "the training loader yielded no batch" after loading
+    assert main(TRAIN + ["--data-root", str(root), "--out", str(tmp_path / "big"), "--batch-size", "5"]) == 2
+    assert capsys.readouterr().err.endswith("mfnet-zoo: error: 4 training images make no whole batch of 5: lower "
+                                            "--batch-size (batch_size) to at most 4, or add images\n")
 
 
 def test_the_extras_cover_setup_cfgs_optional_modules():
