@@ -71,6 +71,17 @@ def views_average(model, x, scales=(1.0,), flip=False) -> torch.Tensor:
     return torch.stack(probs).mean(0)
 
 
+@torch.no_grad()
+def tiled_logits(model, x) -> torch.Tensor:
+    """Logits of a 24 x 36 or 36 x 24 image in windows of 24 overlapping by 1/3 (stride 16): two 24 x 24 tiles
+    along the longer side, at 0 and 12 (the last one ends at the border), averaged where they overlap."""
+    logits, counts = torch.zeros(1, CLASSES, *x.shape[-2:]), torch.zeros(1, 1, *x.shape[-2:])
+    for top, left in ([(0, 0), (0, 12)] if x.shape[-1] > x.shape[-2] else [(0, 0), (12, 0)]):
+        logits[..., top:top + 24, left:left + 24] += model(x[..., top:top + 24, left:left + 24]).logits
+        counts[..., top:top + 24, left:left + 24] += 1
+    return logits / counts
+
+
 def write_data(root, sizes=SIZES):
     """A folder dataset (val split, classes.txt) of PNG images and masks: classes 0-2 in random blocks, 255 on
     a border row and on random pixels."""
@@ -163,6 +174,17 @@ def test_cli_predict_with_scales_and_flip_is_the_hand_written_average(saved, tmp
     assert not torch.allclose(expected, views_average(model, read_input(image)), atol=1e-2)  # the views matter
 
 
+def test_cli_predict_in_windows_is_the_hand_tiled_softmax(saved, tmp_path):
+    model, model_dir, root = saved
+    image = root / "images" / "val" / "tall.png"
+    assert main(["predict", str(model_dir), str(image), "--out", str(tmp_path), "--probs", "--device", "cpu",
+                 "--no-progress", "--window", "24"]) == 0
+    expected = tiled_logits(model, read_input(image)).softmax(1)[0]
+    probs = torch.from_numpy(np.load(tmp_path / "tall_probs.npy").astype(np.float32))
+    torch.testing.assert_close(probs, expected, rtol=0, atol=1e-3)
+    assert not torch.allclose(expected, views_average(model, read_input(image))[0], atol=1e-2)  # tiles show
+
+
 def test_cli_eval_and_evaluate_count_the_models_argmax(saved, capsys):
     model, model_dir, root = saved
     expected = expected_metrics(model, root)
@@ -194,16 +216,7 @@ def test_eval_with_scales_and_flip_is_the_hand_written_average(saved, capsys):
 
 def test_eval_sliding_window_is_the_hand_tiled_logits(saved, capsys):
     model, model_dir, root = saved
-
-    @torch.no_grad()
-    def tiled(x):  # window 24, overlap 1/3 -> stride 16: two 24 x 24 tiles along the longer side, at 0 and 12
-        logits, counts = torch.zeros(1, CLASSES, *x.shape[-2:]), torch.zeros(1, 1, *x.shape[-2:])
-        for top, left in ([(0, 0), (0, 12)] if x.shape[-1] > x.shape[-2] else [(0, 0), (12, 0)]):
-            logits[..., top:top + 24, left:left + 24] += model(x[..., top:top + 24, left:left + 24]).logits
-            counts[..., top:top + 24, left:left + 24] += 1
-        return logits / counts
-
-    expected = expected_metrics(model, root, probabilities=tiled)
+    expected = expected_metrics(model, root, probabilities=lambda x: tiled_logits(model, x))
     assert expected != expected_metrics(model, root)
     assert cli_eval(capsys, model_dir, root, "--window", "24") == expected
 
