@@ -20,7 +20,7 @@ from mfnet_zoo.layers import DeepLabV3PlusDecoder
 from mfnet_zoo.models._family import TEST_ENCODER, build_segmentation_model, require_low_level
 from mfnet_zoo.train import TrainConfig, Trainer, build_param_groups
 
-from .conftest import TINY, TINY_IDS, randomize_bn_stats
+from .conftest import TINY, TINY_IDS, assert_context_visible, visible_context
 
 
 class PlainContext(nn.Module):
@@ -117,8 +117,7 @@ def test_a_user_context_trains_with_warm_up_saves_loads_folds_and_exports(user_f
 
 @pytest.mark.parametrize("name,kwargs", TINY, ids=TINY_IDS)
 def test_timm_reparameterize_model_folds_every_family(name, kwargs):
-    model = create_model(name, **{"num_classes": 3, **kwargs}).eval()
-    randomize_bn_stats(model)
+    model = visible_context(create_model(name, **{"num_classes": 3, **kwargs}).eval())
     x = torch.randn(2, 3, 48, 64)
     expected = model(x).logits
     folded = reparameterize_model(model)  # timm's, not ours: it calls every submodule's fuse()
@@ -128,6 +127,9 @@ def test_timm_reparameterize_model_folds_every_family(name, kwargs):
         assert type(folded.context).__name__ == "FoldedFactorizationContext" == type(ours.context).__name__
     torch.testing.assert_close(folded(x).logits, ours(x).logits, rtol=0, atol=1e-5)
     torch.testing.assert_close(folded(x).logits, expected, rtol=1e-5, atol=1e-5)
+    allowed = 1e-5 + 1e-5 * expected.abs().max().item()
+    assert_context_visible(model, x, allowed)  # a fold that lost a branch would fail the check above
+    assert_context_visible(folded, x, allowed)  # and so would a constant bias map
     assert not any(hasattr(m, "fuse") and not callable(m.fuse) for m in model.modules())
 
 

@@ -7,7 +7,7 @@ from mfnet_zoo import EMAUnit, FactorizationContext, SegmentationOutput, create_
 from mfnet_zoo.layers import provides_reconstruction
 from mfnet_zoo.models import TimmEncoder
 
-from .conftest import TINY, TINY_IDS, randomize_bn_stats
+from .conftest import TINY, TINY_IDS, assert_context_visible, randomize_bn_stats, visible_context
 
 def tiny(name, **kwargs):
     return create_model(name, **{"encoder": "test_resnet", **kwargs})
@@ -169,19 +169,23 @@ def test_list_models_covers_the_paper_models():
 
 @pytest.mark.parametrize("name", ["mfnet", "mfnet_lite"])
 def test_reparameterized_model_gives_the_same_logits_and_exports(name):
-    model = tiny(name, num_classes=4).eval()
-    randomize_bn_stats(model)
+    model = visible_context(tiny(name, num_classes=4).eval())
     x = torch.randn(2, 3, 70, 90)
     expected = model(x).logits
     folded = mfnet_zoo.reparameterize_model(model)
     assert type(folded.context).__name__ == "FoldedFactorizationContext"
     out = folded(x)
     assert out.reconstruction is None
-    torch.testing.assert_close(out.logits, expected, rtol=0, atol=1e-5 * expected.abs().max().item())
+    allowed = 1e-5 * expected.abs().max().item()
+    torch.testing.assert_close(out.logits, expected, rtol=0, atol=allowed)
+    assert_context_visible(model, x, allowed)  # a fold without relu(Y Z) would fail
+    assert_context_visible(folded, x, allowed)  # and one with a constant bias map (its spatial mean)
     program = torch.export.export(folded, (x,), dynamic_shapes={"x": {0: torch.export.Dim.AUTO, 2: torch.export.Dim.AUTO,
                                                                       3: torch.export.Dim.AUTO}})
-    y = torch.randn(1, 3, 64, 64)
-    torch.testing.assert_close(program.module()(y).logits, folded(y).logits)
+    y = torch.randn(1, 3, 64, 64)  # another size: the bias map is resized inside the graph
+    expected = folded(y).logits
+    torch.testing.assert_close(program.module()(y).logits, expected, rtol=0, atol=allowed)
+    assert_context_visible(folded, y, allowed)
 
 
 def test_lite_variant_is_smaller_than_smp_deeplabv3plus():
