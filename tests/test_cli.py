@@ -53,12 +53,27 @@ def test_list_json_counts_parameters_on_the_meta_device(capsys, monkeypatch):
 
 
 def test_info_json_counts_parameters_and_macs(capsys):
+    import torch
+
+    from mfnet_zoo import create_model
+    from mfnet_zoo.profiling import count_macs
+
     assert main(["info", "mfnet_r50", "--size", "65", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["parameters"] == 29_738_997
     assert info["blocks"] == {"encoder": "TimmEncoder", "context": "FactorizationContext",
                               "decoder": "DeepLabV3PlusDecoder"}
-    assert info["input_size"] == [1, 3, 65, 65] and info["macs"] > 1e9
+    assert info["input_size"] == [1, 3, 65, 65]
+    # the counter on one conv, by hand: 8 outputs x 3 inputs x 3 x 3 taps at 10 x 12 positions (bias not counted)
+    assert count_macs(torch.nn.Conv2d(3, 8, 3, padding=1), (1, 3, 10, 12)) == 8 * 3 * 9 * 10 * 12
+    # the model: its encoder as counted, the context and the decoder by hand. 65 x 65 gives 5 x 5 at stride 16 and
+    # 17 x 17 at stride 4. Context: embed 2048 -> 2048 and proj 2048 -> 256 (1x1) on 5 x 5, and Y Z (2048 x 64 x 1089)
+    context = 25 * (2048 * 2048 + 2048 * 256) + 2048 * 64 * 33 * 33
+    # decoder on 17 x 17: reduce 256 -> 48 (1x1), 3x3 304 -> 256, 3x3 256 -> 256, classifier 256 -> 21 (1x1)
+    decoder = 17 * 17 * (256 * 48 + 304 * 256 * 9 + 256 * 256 * 9 + 256 * 21)
+    encoder = count_macs(create_model("mfnet_r50").encoder, (1, 3, 65, 65))
+    assert (context, decoder, encoder) == (260_702_208, 377_984_256, 734_663_872)
+    assert info["macs"] == encoder + context + decoder
 
 
 def test_info_text(capsys):
