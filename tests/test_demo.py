@@ -1,5 +1,7 @@
 """The README's main job: `mfnet-zoo demo`."""
 import json
+import re
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -27,10 +29,30 @@ def test_demo_smoke_writes_every_artifact(tmp_path, capsys):
     assert "| mIoU |" in (tmp_path / "model" / "README.md").read_text()
 
 
+def readme_demo_figures() -> set[tuple[str, str]]:
+    """The (mIoU, fwIoU) pairs README.md's "Fresh machine" section records for the demo, one per CPU it names."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Fresh machine", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"mIoU (\d\.\d{3}), fwIoU (\d\.\d{3})", section))
+
+
+def test_the_readme_records_the_demos_figures_for_each_cpu():
+    # the parser finds what the README records today (AMD EPYC, Intel Xeon); another CPU may be added
+    assert readme_demo_figures() >= {("0.725", "0.909"), ("0.702", "0.902")}
+
+
 @pytest.mark.slow
-def test_full_demo_reaches_the_promised_miou(tmp_path, capsys):
-    # the README command as users run it: 104 s on the idle development machine, 6 min on slower ones
+def test_full_demo_gives_the_figures_the_readme_records(tmp_path, capsys):
+    # the README command as users run it: 104 s on the idle development machine, 6 min on slower ones.
+    # The README says the demo gives the same figures on every run of a CPU, and records them for each CPU it was
+    # measured on (float rounding differs between CPUs, and 16 epochs from scratch amplify it): the test holds the
+    # demo to one of those pairs, to 3 decimals as written, read from README.md so the two cannot drift apart. A
+    # change in the demo's training (data, seed, schedule, model) moves them and fails here; a CPU not yet listed,
+    # or another thread count (both were measured with torch's default: 2 threads on 2 vCPUs), may too, and then
+    # its figures belong in the README, measured from a fresh install.
     assert main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
-    result = json.loads((tmp_path / "results.json").read_text())
-    assert result["metrics"]["mIoU"] >= 0.6
+    metrics = json.loads((tmp_path / "results.json").read_text())["metrics"]
+    figures = (f"{metrics['mIoU']:.3f}", f"{metrics['fwIoU']:.3f}")
+    assert figures in readme_demo_figures(), \
+        f"demo gave mIoU {figures[0]}, fwIoU {figures[1]}; README.md records {sorted(readme_demo_figures())}"
     assert "| **mIoU** |" in capsys.readouterr().out
