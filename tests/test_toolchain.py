@@ -41,7 +41,8 @@ def _training_gradients(compiled: bool) -> dict[str, torch.Tensor]:
 
 
 # compiled (aot_eager) against eager gradients, relative to each parameter's largest gradient: worst measured 1.2e-6
-COMPILED_GRADIENTS = 2e-6
+# on 1 thread, 2.7e-6 on 2 (encoder.model.bn1.bias; 2-vCPU Xeon, torch 2.14): 1.5x the worst
+COMPILED_GRADIENTS = 4e-6
 
 
 def test_compile_fullgraph_training_step():
