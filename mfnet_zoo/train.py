@@ -272,6 +272,7 @@ class Trainer:
         self.model, self.cfg = model, cfg
         self.run_config = dict(run_config or {})
         self.train_loader, self.val_loader = train_loader, val_loader
+        self.generator = getattr(train_loader, "generator", None)  # the loader's shuffling RNG, saved and restored
         self.device = torch.device(device)
         self.out_dir = Path(out_dir)
         self.class_names = list(class_names) if class_names is not None else None
@@ -327,8 +328,7 @@ class Trainer:
     def _state(self, epoch: int, progress: EpochProgress | None = None) -> dict[str, Any] | None:
         """The checkpoint after ``epoch`` completed epochs (and ``progress`` into the next) on rank 0, None on
         the others; every process takes part (its RNG states are gathered)."""
-        generator = getattr(self.train_loader, "generator", None)
-        states = all_gather({"rng": rng_state(generator), "epoch_rng": self.epoch_rng})
+        states = all_gather({"rng": rng_state(self.generator), "epoch_rng": self.epoch_rng})
         if not self.is_main:
             return None
         return training_checkpoint(self.model, self.optimizer, self.scheduler, self.scaler, epoch=epoch,
@@ -377,12 +377,11 @@ class Trainer:
             self._keep_global_batch(path, saved, saved_world, progress)
         rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # one per process (else rank 0's)
         mine = rank() % len(rngs)
-        generator = getattr(self.train_loader, "generator", None)
         if progress is None:
-            restore_rng(rngs[mine], generator)
+            restore_rng(rngs[mine], self.generator)
         else:  # the epoch restarts from its first state, and skips to the checkpoint's (see fit)
             self.resume_at, self.resume_rng = progress, rngs[mine]
-            restore_rng(state["epoch_rng"][mine], generator)
+            restore_rng(state["epoch_rng"][mine], self.generator)
             self.epoch_rng = state["epoch_rng"][mine]
 
     def _keep_global_batch(self, path: Path, saved: dict[str, Any], saved_world: int,
@@ -433,7 +432,6 @@ class Trainer:
             self.run = run_record(self.model, self.cfg, self.run_config, device=self.device,
                                   world_size=world_size())
             write_json(self.out_dir / RUN_FILE, self.run)
-        generator = getattr(self.train_loader, "generator", None)
         for epoch in range(self.start_epoch, cfg.epochs):
             epoch_start = time.perf_counter()
             if self.context_state is not None:  # blocks without the switch have nothing to warm up
@@ -446,9 +444,9 @@ class Trainer:
             start, loader = self.resume_at, self.train_loader
             if start is not None:  # a mid-epoch checkpoint: the same batches' indices, then its RNG states
                 resume_rng, self.resume_at = self.resume_rng, None
-                loader = _rest_of_epoch(loader, start.batches, lambda: restore_rng(resume_rng, generator))
+                loader = _rest_of_epoch(loader, start.batches, lambda: restore_rng(resume_rng, self.generator))
             else:
-                self.epoch_rng = rng_state(generator) if cfg.save_every else None
+                self.epoch_rng = rng_state(self.generator) if cfg.save_every else None
             train = train_one_epoch(self.train_model, loader, self.criterion, self.optimizer,
                                     self.scheduler, device=self.device, amp=cfg.amp, scaler=self.scaler,
                                     grad_accum_steps=self.cfg.grad_accum_steps, clip_grad_norm=cfg.clip_grad_norm,

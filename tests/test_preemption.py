@@ -47,8 +47,11 @@ def preempt_after(monkeypatch, epoch, batches):
     monkeypatch.setattr(mfnet_zoo.train, "write_checkpoint", write_then_die)
 
 
-def weights(out):
-    return load_checkpoint(out / LAST)[0].state_dict()
+def assert_same_weights(a_out, b_out):
+    a, b = (load_checkpoint(out / LAST)[0].state_dict() for out in (a_out, b_out))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
 
 
 def records(out):
@@ -82,16 +85,14 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_records(straight
     assert len(checkpoint["rng"]) == len(checkpoint["epoch_rng"]) == 1  # one per process
     monkeypatch.undo()
     run(tmp_path, cfg.replace(save_every=3), resume=True)  # save_every is not part of the run's config
-    for (name, a), b in zip(weights(straight[accum]).items(), weights(tmp_path).values()):
-        assert torch.equal(a, b), name
+    assert_same_weights(straight[accum], tmp_path)
     assert records(tmp_path) == records(straight[accum])
 
 
 def test_resume_without_a_checkpoint_starts_afresh(straight, tmp_path):
     """One command line serves the first start and every restart."""
     run(tmp_path, resume=True)
-    for (name, a), b in zip(weights(straight[1]).items(), weights(tmp_path).values()):
-        assert torch.equal(a, b), name
+    assert_same_weights(straight[1], tmp_path)
 
 
 def test_a_full_disk_stops_the_run_and_keeps_the_last_good_checkpoint(straight, tmp_path, monkeypatch):
@@ -112,8 +113,7 @@ def test_a_full_disk_stops_the_run_and_keeps_the_last_good_checkpoint(straight, 
     assert len(records(tmp_path)) == 1  # the log stays with the checkpoint that survived
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left
     run(tmp_path, resume=True)  # space again: the run ends as if nothing happened
-    for (name, a), b in zip(weights(straight[1]).items(), weights(tmp_path).values()):
-        assert torch.equal(a, b), name
+    assert_same_weights(straight[1], tmp_path)
 
 
 def test_another_process_count_keeps_the_global_batch_or_refuses(tmp_path, monkeypatch):
