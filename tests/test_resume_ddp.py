@@ -5,6 +5,7 @@ torchrun is launched as ``sys.executable -m torch.distributed.run``: the venv's 
 Processes are killed by a deterministic hook (tests/preemptible_cli.py), not by timing."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -123,7 +124,9 @@ def test_a_worker_killed_mid_epoch_is_restarted_and_ends_with_the_uninterrupted_
     copies = sorted(p.name for p in (root / "copies").iterdir())
     # round 1 saved up to epoch 2's step 2 (e1-b2) and died at step 3; round 2 resumed there (not from e1-b0)
     assert copies == ["e0-b2.pt", "e0-b4.pt", "e1-b0.pt", "e1-b2.pt", "e1-b4.pt", "e2-b0.pt"], copies
-    assert "Traceback" in killed.stderr  # round 1 did fail: rank 0 lost its peer
+    # round 1 did fail, and by the hook's SIGKILL: torchrun's agent reports it (rank 0 may print a Traceback
+    # first, or be terminated by the agent while it waits on its peer: that part is a race, not checked)
+    assert re.search(r"failed \(exitcode: -9\) local_rank: 1 ", killed.stderr), killed.stderr[-3000:]
     assert_same_weights(root / "straight" / LAST, root / "killed" / LAST)
     assert epochs_done(root / "killed") == 2
 
