@@ -33,7 +33,8 @@ _family_options: dict[str, tuple[str, ...]] = {}  # family -> its head function'
 # the families that ship with the package; they register themselves when imported. Named by path, not
 # imported statically: they sit above the registry (the one upward import, tests/test_architecture.py)
 BUILTIN_FAMILIES: tuple[str, ...] = ("mfnet_zoo.models.mfnet", "mfnet_zoo.models.deeplabv3plus",
-                                     "mfnet_zoo.models.emanet", "mfnet_zoo.models.context_deeplab")
+                                     "mfnet_zoo.models.emanet", "mfnet_zoo.models.context_deeplab",
+                                     "mfnet_zoo.models.fast_deeplab")
 _builtins_loaded = False
 _deprecated_models: dict[str, str] = {}  # old name -> current name (register_model_deprecations)
 

@@ -16,7 +16,7 @@ from .models.segmentation import SegmentationOutput
 from .profiling import count_macs, count_parameters, peak_memory
 from .inference import autocast
 
-__all__ = ["benchmark", "benchmark_training", "format_benchmark"]
+__all__ = ["benchmark", "benchmark_training", "format_benchmark", "paired_ratio"]
 
 ModelSpec = nn.Module | Callable[[], nn.Module]
 
@@ -54,7 +54,8 @@ def _peak_mb(fn: Callable[[], object], device: torch.device) -> float:
 
 def _interleaved(steps: dict[str, Callable[[], object]], device: torch.device, runs: int,
                  warmup: int) -> dict[str, dict[str, float]]:
-    """Warm each step up, then time one call of each per round; median and min ms over the rounds."""
+    """Warm each step up, then time one call of each per round; median and min ms over the rounds, and every
+    round's ms (``rounds_ms``, for :func:`paired_ratio`)."""
     for step in steps.values():
         for _ in range(warmup):
             step()
@@ -66,7 +67,19 @@ def _interleaved(steps: dict[str, Callable[[], object]], device: torch.device, r
             step()
             _sync(device)
             times[name].append(time.perf_counter() - start)
-    return {name: {"median_ms": statistics.median(t) * 1e3, "min_ms": min(t) * 1e3} for name, t in times.items()}
+    return {name: {"median_ms": statistics.median(t) * 1e3, "min_ms": min(t) * 1e3, "rounds_ms": [x * 1e3 for x in t]}
+            for name, t in times.items()}
+
+
+def paired_ratio(results: Sequence[dict], name: str, reference: str) -> float:
+    """The median over rounds of ``name``'s time / ``reference``'s time in the same round: on a machine whose
+    speed drifts for seconds at a time (a shared VM), each round's pair sees the same speed, so this ratio
+    holds where the ratio of the two medians can move by several percent between runs."""
+    by_name = {r["model"]: r["rounds_ms"] for r in results}
+    for key in (name, reference):
+        if key not in by_name:
+            raise ValueError(f"no results for {key!r}; measured: {sorted(by_name)}")
+    return statistics.median(a / b for a, b in zip(by_name[name], by_name[reference], strict=True))
 
 
 def _check_settings(device: torch.device, amp: str, runs: int, warmup: int, min_warmup: int) -> None:

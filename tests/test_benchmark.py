@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mfnet_zoo import create_model
-from mfnet_zoo.benchmark import benchmark, benchmark_training, format_benchmark
+from mfnet_zoo.benchmark import benchmark, benchmark_training, format_benchmark, paired_ratio
 from mfnet_zoo.cli import main
 from mfnet_zoo.layers import ASPP, FactorizationContext
 from mfnet_zoo.profiling import peak_memory
@@ -57,6 +57,19 @@ def test_benchmark_interleaves_and_reports_ratios():
         assert r["peak_memory_mb"] > 0 and r["size"] == [48, 48]
     table = format_benchmark(results, reference="a")
     assert "| a |" in table and "1.00x |" in table
+    assert all(len(r["rounds_ms"]) == 2 and min(r["rounds_ms"]) == r["min_ms"] for r in results)
+    assert paired_ratio(results, "a", "a") == 1.0
+
+
+def test_paired_ratio_is_the_median_of_each_rounds_ratio():
+    # the machine slows down 2x during round 3, after "fast" ran in it: the medians' ratio says 0.25 (10 / 40),
+    # the rounds say 0.5 in 4 of 5
+    results = [{"model": "fast", "rounds_ms": [10.0, 10.0, 10.0, 20.0, 20.0]},
+               {"model": "ref", "rounds_ms": [20.0, 20.0, 40.0, 40.0, 40.0]},
+               {"model": "odd", "rounds_ms": [10.0, 30.0, 20.0, 60.0, 40.0]}]
+    assert paired_ratio(results, "fast", "ref") == 0.5 and paired_ratio(results, "odd", "ref") == 1.0
+    with pytest.raises(ValueError, match=r"no results for 'smp'; measured: \['fast', 'odd', 'ref'\]"):
+        paired_ratio(results, "fast", "smp")
 
 
 def test_benchmark_blocks_on_feature_maps_bf16_channels_last_compiled():

@@ -23,9 +23,13 @@ from mfnet_zoo.hub import write_safetensors
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "saved_v0").glob("*.json"))
 
 
+# families 0.1.0 did not have: nothing saved by it to load
+NEWER_THAN_V0 = {"fast_deeplab"}
+
+
 def test_every_family_has_a_fixture_saved_by_the_previous_version():
     families = {get_model_family(json.loads(p.read_text())["checkpoint"]["model_name"]) for p in FIXTURES}
-    assert families == {get_model_family(n) for n in mfnet_zoo.list_models()}
+    assert families == {get_model_family(n) for n in mfnet_zoo.list_models()} - NEWER_THAN_V0
 
 
 @pytest.mark.parametrize("fixture", FIXTURES, ids=[p.stem for p in FIXTURES])

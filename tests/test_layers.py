@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from mfnet_zoo.layers import (ASPP, DeepLabV3PlusDecoder, EMAContext, EMAUnit, FactorizationContext,
-                              FoldedFactorizationContext)
+                              FoldedFactorizationContext, TopDownDecoder)
 from mfnet_zoo.layers import CONTEXTS, NMF_SETTINGS, ClassifierDecoder, atrous_rates_for, create_context, get_context_state
 
 from .conftest import randomize_bn_stats
@@ -234,6 +234,25 @@ def test_folding_in_training_mode_is_an_error():
     # BN would fold its running statistics while training mode normalises by the batch's: outputs would change
     with pytest.raises(RuntimeError, match=r"fuse\(\) needs eval mode: call .eval\(\) first"):
         FactorizationContext(16, 8, rank=4).train().fuse()
+
+
+def test_top_down_decoder_reads_every_skip_and_classifies_at_the_finest():
+    torch.manual_seed(0)
+    decoder = TopDownDecoder((24, 16), num_classes=5, in_channels=32, channels=16).eval()
+    randomize_bn_stats(decoder)
+    s8, s4, context = torch.randn(2, 24, 8, 10), torch.randn(2, 16, 16, 20), torch.randn(2, 32, 2, 3)
+    logits = decoder(s8, s4, context)
+    assert logits.shape == (2, 5, 16, 20) and decoder.num_classes == 5
+    for i, changed in enumerate([(s8 + 1, s4, context), (s8, s4 + 1, context), (s8, s4, context + 1)]):
+        assert not torch.allclose(decoder(*changed), logits), i  # each input reaches the logits
+    assert sum(p.numel() for p in decoder.parameters()) == 2_197
+    assert isinstance(TopDownDecoder((512, 256), 21).context_proj, torch.nn.Identity)  # in_channels == channels
+    with pytest.raises(ValueError, match="expects 2 skips and the context, got 1 skips"):
+        decoder(s4, context)
+    with pytest.raises(ValueError, match="skip features.*B x 24 x h x w.*got shape \\(2, 16, 16, 20\\)"):
+        decoder(s4, s4, context)
+    with pytest.raises(ValueError, match="at least one skip"):
+        TopDownDecoder((), 5)
 
 
 def test_separable_single_conv_decoder():

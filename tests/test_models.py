@@ -20,8 +20,8 @@ def test_forward_shapes_any_size(name, kwargs, batch, size):
     out = model(torch.randn(batch, 3, *size))
     assert isinstance(out, SegmentationOutput)
     assert out.logits.shape == (batch, 5, *size)
-    stride_16 = tuple(-(-s // 16) for s in size)
-    assert out.features.shape == (batch, model.decoder.in_channels, *stride_16)  # 256 but for the tiny context_deeplab
+    grid = tuple(-(-s // model.output_stride) for s in size)  # 16 but for fast_deeplab (32)
+    assert out.features.shape == (batch, model.decoder.in_channels, *grid)  # 256 but for the tiny test configs
     assert (out.reconstruction is not None) == provides_reconstruction(model.context)
     assert provides_reconstruction(model.context) == isinstance(model.context, FactorizationContext)
     assert torch.isfinite(out.logits).all()
@@ -102,6 +102,18 @@ def test_encoder_picks_levels_by_reduction():
     low, deep = convnext(torch.randn(1, 3, 64, 64))
     assert low.shape[-1] == 16 and deep.shape[-1] == 4
     assert deep.shape[1] == convnext.out_channels
+
+
+def test_encoder_use_skips_returns_the_levels_asked_for_deepest_first():
+    encoder = TimmEncoder("test_resnet", output_stride=32)
+    assert encoder.use_skips(8, 4) == (48, 32)
+    s8, s4, deep = encoder(torch.randn(2, 3, 64, 96))
+    assert s8.shape == (2, 48, 8, 12) and s4.shape == (2, 32, 16, 24) and deep.shape == (2, 96, 2, 3)
+    convnext = TimmEncoder("test_convnext", output_stride=16)  # levels at 4, 8, 16, 16 (dilated)
+    for strides in [(16,), (2,), (), (8, 8)]:
+        with pytest.raises(ValueError, match=r"distinct strides among \[8, 4\].*test_convnext.*output stride 16"):
+            convnext.use_skips(*strides)
+    assert convnext.use_skips(4) == (convnext.low_level_channels,)
 
 
 def test_any_timm_encoder_and_in_chans():
@@ -196,3 +208,13 @@ def test_lite_variant_is_smaller_than_smp_deeplabv3plus():
     trainable = sum(p.numel() for p in lite.parameters() if p.requires_grad)
     assert trainable == 24_283_557 < sum(p.numel() for p in reference.parameters()) == 26_682_725
     assert lite.eval()(torch.randn(1, 3, 97, 97)).logits.shape == (1, 21, 97, 97)  # any size, unlike smp
+
+
+def test_fast_variant_runs_at_stride_32_and_is_smaller_than_smp_deeplabv3plus():
+    model = create_model("fast_deeplab_r50").eval()
+    assert model.output_stride == 32 and model.encoder.skip_indices == (2, 1)  # ResNet levels at strides 8, 4
+    assert sum(p.numel() for p in model.parameters()) == 23_839_125  # smp's DeepLabV3Plus(resnet50): 26,682,725
+    out = model(torch.randn(1, 3, 97, 97))
+    assert out.logits.shape == (1, 21, 97, 97) and out.features.shape == (1, 64, 4, 4)
+    with pytest.raises(ValueError, match="use_skips needs distinct strides among.*test_vit"):
+        create_model("fast_deeplab", encoder="test_vit", output_stride=16)

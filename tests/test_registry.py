@@ -7,16 +7,17 @@ from mfnet_zoo import create_model, is_model, list_models, model_entrypoint, reg
 from mfnet_zoo._registry import default_encoder_weights, split_model_name_tag
 
 ALL_NAMES = ["context_deeplab", "deeplabv3plus", "deeplabv3plus_r101", "deeplabv3plus_r50", "emanet", "emanet_r101",
-             "emanet_r50", "mfnet", "mfnet_lite", "mfnet_lite_r50", "mfnet_r101", "mfnet_r50"]
+             "emanet_r50", "fast_deeplab", "fast_deeplab_r50", "mfnet", "mfnet_lite", "mfnet_lite_r50", "mfnet_r101", "mfnet_r50"]
 
 
 def test_list_models_and_wildcards():
     assert list_models() == ALL_NAMES
     assert list_models("mfnet*") == ["mfnet", "mfnet_lite", "mfnet_lite_r50", "mfnet_r101", "mfnet_r50"]
-    assert list_models(["*_r50", "emanet"]) == ["deeplabv3plus_r50", "emanet", "emanet_r50", "mfnet_lite_r50", "mfnet_r50"]
+    assert list_models(["*_r50", "emanet"]) == ["deeplabv3plus_r50", "emanet", "emanet_r50", "fast_deeplab_r50",
+                                                "mfnet_lite_r50", "mfnet_r50"]
     assert list_models("nothing*") == []
     assert list_models("mfnet_r*", pretrained=True) == ["mfnet_r101.tv_in1k", "mfnet_r50.tv_in1k"]
-    assert len(list_models(pretrained=True)) == 7  # ImageNet encoder tags only, until VOC weights are published
+    assert len(list_models(pretrained=True)) == 8  # ImageNet encoder tags only, until VOC weights are published
 
 
 def test_is_model_entrypoint_and_tags():
@@ -139,5 +140,5 @@ def test_every_registered_model_is_in_the_tiny_set_or_says_why():
     assert untested_reason("mfnet_r50") == ("a fixed-encoder variant of 'mfnet', whose tiny instances test the "
                                             "same blocks")
     assert get_model_family("mfnet_lite_r50") == "mfnet_lite" and get_model_family("emanet") == "emanet"
-    assert {n for n, _ in TINY} == {"mfnet", "mfnet_lite", "deeplabv3plus", "emanet", "context_deeplab"}
+    assert {n for n, _ in TINY} == {"mfnet", "mfnet_lite", "deeplabv3plus", "emanet", "context_deeplab", "fast_deeplab"}
     assert [kw.get("mode") for n, kw in TINY if n == "mfnet"] == [None, "nmf"]  # each context mode

@@ -3,7 +3,7 @@ from .aspp import ASPP, atrous_rates_for
 from .create_context import CONTEXTS, create_context
 from .context_protocol import (CONTEXT_STATES, Reconstruction, get_context_state, provides_reconstruction,
                                set_context_state, unused_parameters)
-from .decoder import ClassifierDecoder, DeepLabV3PlusDecoder
+from .decoder import ClassifierDecoder, DeepLabV3PlusDecoder, TopDownDecoder
 from .ema import EMAContext, EMAUnit
 from .factorization import BASES_GRAD, NMF_SETTINGS, FactorizationContext, FoldedFactorizationContext
 
@@ -20,6 +20,7 @@ __all__ = [
     "FoldedFactorizationContext",
     "NMF_SETTINGS",
     "Reconstruction",
+    "TopDownDecoder",
     "atrous_rates_for",
     "create_context",
     "get_context_state",

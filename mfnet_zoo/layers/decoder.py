@@ -1,7 +1,8 @@
 """Decoders: context features (+ low-level features) -> class logits at their own stride.
 
-Every decoder takes ``(low_level, context)`` and owns the classifier, so a model can swap
-decoders without knowing which one it has; ``reset_classifier`` re-heads it for a new task.
+Every decoder takes ``(*skips, context)`` (the encoder's finer features, by default the stride-4 ones alone, then
+the context's output) and owns the classifier, so a model can swap decoders without knowing which one it has;
+``reset_classifier`` re-heads it for a new task.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from torchvision.ops import Conv2dNormActivation
 
 from .._checks import check_feature_map, check_positive_int
 
-__all__ = ["DeepLabV3PlusDecoder", "ClassifierDecoder"]
+__all__ = ["DeepLabV3PlusDecoder", "ClassifierDecoder", "TopDownDecoder"]
 
 
 def _separable_conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -75,6 +76,54 @@ class DeepLabV3PlusDecoder(_ClassifierMixin, nn.Module):
         # align_corners=True as the paper's (and DeepLab's) code, for weight compatibility
         context = F.interpolate(context, size=low_level.shape[-2:], mode="bilinear", align_corners=True)
         return self.classifier(self.refine(torch.cat([context, self.low_level_proj(low_level)], dim=1)))
+
+
+class TopDownDecoder(_ClassifierMixin, nn.Module):
+    """Fuse the context with finer skips, deepest first (stride 8, then 4), and classify at the finest.
+
+    At each skip: upsample to its size, add its 1x1 projection, refine with one depthwise-separable 3x3 conv.
+    A sum keeps every stage ``channels`` wide, so the stride-4 stage, the costly one (16 x the pixels of
+    stride 16), is a single separable conv at that width: what lets a stride-32 encoder with this decoder
+    run well under the cost of DeepLabV3+ at stride 16 (docs/benchmarks.md).
+
+    Args:
+        skip_channels: channels of the skips, deepest first (ResNet-50 at strides 8, 4: (512, 256)).
+        num_classes: classifier outputs.
+        in_channels: channels of the context features; a 1x1 conv brings them to ``channels`` if they differ.
+        channels: the width of every stage.
+
+    forward(*skips: B x skip_channels[i] x h_i x w_i (deepest first), context: B x in_channels x h x w)
+    -> B x num_classes x h_last x w_last.
+    """
+
+    def __init__(self, skip_channels: tuple[int, ...], num_classes: int, in_channels: int = 64,
+                 channels: int = 64) -> None:
+        super().__init__()
+        check_positive_int("num_classes", num_classes)
+        check_positive_int("channels", channels)
+        if not skip_channels:
+            raise ValueError("TopDownDecoder needs at least one skip, got skip_channels=()")
+        self.skip_channels, self.in_channels = tuple(skip_channels), in_channels
+        self.context_proj = (nn.Identity() if in_channels == channels
+                             else Conv2dNormActivation(in_channels, channels, kernel_size=1))
+        self.skip_projs = nn.ModuleList(Conv2dNormActivation(c, channels, kernel_size=1, activation_layer=None)
+                                        for c in skip_channels)
+        self.refines = nn.ModuleList(_separable_conv_bn_relu(channels, channels) for _ in skip_channels)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, *features: torch.Tensor) -> torch.Tensor:
+        *skips, context = features
+        if len(skips) != len(self.skip_channels):
+            raise ValueError(f"TopDownDecoder expects {len(self.skip_channels)} skips and the context, got "
+                             f"{len(skips)} skips")
+        check_feature_map(context, self.in_channels, "TopDownDecoder (context features)")
+        x = self.context_proj(context)
+        for skip, channels, proj, refine in zip(skips, self.skip_channels, self.skip_projs, self.refines):
+            check_feature_map(skip, channels, "TopDownDecoder (skip features)")
+            # align_corners=True as every upsampling in the library (the paper's code)
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=True)
+            x = refine(x + proj(skip))
+        return self.classifier(x)
 
 
 class ClassifierDecoder(_ClassifierMixin, nn.Module):

@@ -62,7 +62,8 @@ class TimmEncoder(nn.Module):
     ``timm.data.resolve_model_data_config``; the same whether or not the weights are loaded.
 
     forward(x: B x in_chans x H x W) -> (B x low_level_channels x H/4 x W/4,
-    B x out_channels x H/os x W/os), sizes rounded up as the encoder's convs do.
+    B x out_channels x H/os x W/os), sizes rounded up as the encoder's convs do; the first is None when the
+    encoder has no stride-4 level. A decoder that fuses other levels asks for them with :meth:`use_skips`.
     """
 
     def __init__(self, name: str, pretrained: bool = False, output_stride: int = 16, in_chans: int = 3,
@@ -109,6 +110,7 @@ class TimmEncoder(nn.Module):
         # a missing stride-4 level is an error only for decoders that need it: see low_level_channels
         self.low_level_index = reductions.index(4) if 4 in reductions else None
         self.low_level_channels = channels[self.low_level_index] if self.low_level_index is not None else None
+        self.skip_indices: tuple[int | None, ...] = (self.low_level_index,)  # what forward returns before the deepest
         if multi_grid is not None:
             self._apply_multi_grid(tuple(multi_grid), multi_grid_first_dilation)
         self.multi_grid = None if multi_grid is None else tuple(multi_grid)
@@ -130,10 +132,22 @@ class TimmEncoder(nn.Module):
             conv.dilation = (d, d)
             conv.padding = (d * (conv.kernel_size[0] // 2),) * 2
 
+    def use_skips(self, *strides: int) -> tuple[int, ...]:
+        """From now on forward returns the features at ``strides`` (in this order) before the deepest ones,
+        for a decoder that fuses several levels (``use_skips(8, 4)``: B x C8 x H/8 x W/8, B x C4 x H/4 x W/4,
+        deepest). Returns their channels; a stride the encoder has no level at (above the deepest) is a
+        ValueError naming the ones it has."""
+        reductions, channels = self.model.feature_info.reduction(), self.model.feature_info.channels()
+        available = sorted(set(reductions[:-1]) - {self.output_stride}, reverse=True)
+        if not strides or any(s not in available for s in strides) or len(set(strides)) != len(strides):
+            raise ValueError(f"use_skips needs distinct strides among {available} (the levels of timm encoder "
+                             f"{self.name!r} finer than its output stride {self.output_stride}), got {strides!r}")
+        self.skip_indices = tuple(reductions.index(s) for s in strides)
+        return tuple(channels[i] for i in self.skip_indices)
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         features = self.model(x)
-        low = features[self.low_level_index] if self.low_level_index is not None else None
-        return low, features[self.deep_index]
+        return (*(None if i is None else features[i] for i in self.skip_indices), features[self.deep_index])

@@ -53,11 +53,13 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
     """Encoder -> context -> decoder (with its classifier) -> bilinear upsampling to the input.
 
     Args:
-        encoder: a :class:`TimmEncoder` (stride-4 features, deepest features).
+        encoder: a :class:`TimmEncoder`: its skips (by default the stride-4 features; see
+            :meth:`TimmEncoder.use_skips`), then the deepest features.
         context: any module mapping B x encoder.out_channels x h x w to B x C x h x w; a block that
             follows the context protocol (:mod:`mfnet_zoo.layers.context_protocol`) is called with
             ``return_reconstruction=True`` and returns ``(features, Reconstruction | None)``.
-        decoder: ``decoder(low_level, features)`` -> B x num_classes x h' x w' logits, with a
+        decoder: ``decoder(*skips, features)`` -> B x num_classes x h' x w' logits (``decoder(low_level,
+            features)`` with the default skip), with a
             ``classifier`` attribute (see :mod:`mfnet_zoo.layers.decoder`).
 
     forward(x: B x in_chans x H x W, float) -> :class:`SegmentationOutput`. Any H, W >= the
@@ -155,12 +157,12 @@ class SegmentationModel(nn.Module, PyTorchModelHubMixin, library_name="mfnet_zoo
     def forward(self, x: torch.Tensor) -> SegmentationOutput:
         if not is_tracing():  # as smp: shape checks would break or slow tracing and export
             self.check_input(x)
-        low_level, deep = self.encoder(x)
+        *skips, deep = self.encoder(x)
         if provides_reconstruction(self.context):
             features, reconstruction = self.context(deep, return_reconstruction=True)
         else:
             features, reconstruction = self.context(deep), None
-        logits = self.decoder(low_level, features)
+        logits = self.decoder(*skips, features)
         # align_corners=True as the paper's code, for weight compatibility
         logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=True)
         return SegmentationOutput(logits, features, reconstruction)

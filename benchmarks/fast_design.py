@@ -1,0 +1,102 @@
+"""How wide the fast model's decoder can be, and which context it can afford: CPU latency against smp's
+DeepLabV3+ (ResNet-50, output stride 16), all in one interleaved run; writes docs/fast-design.md and its JSON.
+
+    python benchmarks/fast_design.py             # ~5 minutes on 2 CPU cores
+    python benchmarks/fast_design.py --quick     # 128 x 128, 3 rounds: a smoke check
+
+Two runs, each interleaved against smp's DeepLabV3+ (the reference, 1.00x): (1) the ResNet-50 encoder alone at
+output stride 32 (the floor any stride-32 design stands on) and ``fast_deeplab_r50`` with the ``pool`` context at
+each decoder width; (2) each context of the study at one width. 512 x 512, batch 1, fp32, eval mode, random
+weights; interleaved rounds (mfnet_zoo.benchmark), each model's time divided by smp's in the same round.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import timm
+import torch
+
+from mfnet_zoo import create_model
+from mfnet_zoo._atomic import atomic_path
+from mfnet_zoo.benchmark import benchmark, paired_ratio
+from mfnet_zoo.models import TimmEncoder
+
+ROOT = Path(__file__).resolve().parents[1]
+SMP = "smp DeepLabV3Plus r50 OS16"
+FLOOR = "resnet50 encoder alone, OS32"
+WIDTHS = (64, 96, 128, 192)
+CONTEXTS = ("none", "pool", "aspp", "static", "nmf", "nmf-unrolled", "ema")
+TARGET = 0.65  # issue #33: the fast r50 at most 0.65x smp's latency
+
+
+def _smp():
+    return smp.DeepLabV3Plus("resnet50", encoder_weights=None, encoder_output_stride=16, classes=21)
+
+
+def width_rows() -> dict:
+    """smp, the floor, and the pool model at each width: what the decoder's width costs."""
+    rows = {SMP: _smp, FLOOR: lambda: TimmEncoder("resnet50", output_stride=32)}
+    for width in WIDTHS:
+        rows[f"fast_deeplab_r50 pool, {width} wide"] = lambda w=width: create_model("fast_deeplab_r50", channels=w)
+    return rows
+
+
+def context_rows(width: int) -> dict:
+    """smp and each context at ``width``: what the context costs."""
+    rows = {SMP: _smp}
+    for context in CONTEXTS:
+        rows[f"fast_deeplab_r50 {context}, {width} wide"] = lambda c=context: create_model(
+            "fast_deeplab_r50", context=c, channels=width)
+    return rows
+
+
+def _table(results: list[dict]) -> list[str]:
+    lines = ["| model | params (M) | GMACs | median ms | min ms | vs smp DeepLabV3+ (paired) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        r["vs_smp"] = paired_ratio(results, r["model"], SMP)
+        lines.append(f"| {r['model']} | {r['parameters'] / 1e6:.1f} | {r['macs'] / 1e9:.1f} | "
+                     f"{r['median_ms']:.0f} | {r['min_ms']:.0f} | {r['vs_smp']:.3f}x |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--width", type=int, default=64, help="the decoder width the context rows use")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "fast-design.md"))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    size = 128 if args.quick else 512
+    rounds = 3 if args.quick else args.rounds
+    widths = benchmark(width_rows(), size=size, runs=rounds, warmup=2, memory=False)
+    contexts = benchmark(context_rows(args.width), size=size, runs=rounds, warmup=2, memory=False)
+    machine = (f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, "
+               f"timm {timm.__version__}, smp {smp.__version__}")
+    command = "python benchmarks/fast_design.py" + (" --quick" if args.quick else "")
+    lines = ["# The fast model's design, measured", "",
+             f"CPU latency at {size} x {size}, batch 1, fp32, eval mode, random weights; median and min of {rounds} "
+             f"interleaved rounds in one process, each table its own run ({machine}). The ratio is the median over "
+             f"rounds of each round's time / smp's (`mfnet_zoo.benchmark.paired_ratio`): this VM's speed drifts for "
+             f"seconds at a time, which moves the ratio of two medians by several percent between runs. Regenerate: `{command}`. "
+             f"The target (issue #33) is {TARGET:.2f}x smp's DeepLabV3+.", "",
+             "## The decoder's width (context `pool`)", "", *_table(widths), "",
+             f"## The context, at {args.width} wide", "", *_table(contexts)]
+    out = Path(args.out)
+    with atomic_path(out.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps({"size": size, "rounds": rounds, "machine": machine, "command": command,
+                                   "widths": widths, "contexts": contexts}, indent=1) + "\n")
+    with atomic_path(out) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

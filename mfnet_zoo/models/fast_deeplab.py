@@ -1,0 +1,47 @@
+"""A fast DeepLabV3+-class model: an encoder at output stride 32 (no dilation), an image-wide context block, and
+a decoder that brings detail back from strides 8 and 4 (:class:`~mfnet_zoo.layers.TopDownDecoder`).
+
+Why it is faster: at stride 16 a dilated ResNet-50 is 89 % of smp's DeepLabV3+ MACs; at stride 32 it is 0.58x
+of smp's whole model. The image-wide context makes up for the coarser map (the context study,
+docs/context-study.md), the two skips for the lost detail; docs/benchmarks.md has the latency and accuracy.
+"""
+from __future__ import annotations
+
+from .._pretrained import encoder_only_cfg
+from .._registry import register_model, register_pretrained_cfgs
+from ..layers import TopDownDecoder, create_context
+from ._family import TEST_ENCODER, build_segmentation_model, build_variant
+from .encoder import TimmEncoder
+
+__all__: list[str] = []
+
+register_pretrained_cfgs({
+    "fast_deeplab_r50.tv_in1k": encoder_only_cfg("resnet50.tv_in1k", license="bsd-3-clause"),
+})
+
+
+def _fast_deeplab_head(encoder: TimmEncoder, num_classes: int, *, context: str = "pool", channels: int = 64,
+                       width: int | None = None, rank: int = 64, base_size: tuple[int, int] = (16, 16),
+                       seed: int = 0):
+    # context: one of mfnet_zoo.layers.CONTEXTS, the study's choice by default; channels: the context's output
+    # and every decoder stage; width, rank, base_size, seed: the context's (create_context)
+    skip_channels = encoder.use_skips(8, 4)
+    block = create_context(context, encoder.out_channels, channels, width=width, rank=rank,
+                           output_stride=encoder.output_stride, base_size=tuple(base_size), seed=seed)
+    return block, TopDownDecoder(skip_channels, num_classes, in_channels=channels, channels=channels)
+
+
+# 32 wide, not 16: at 16 the tiny model's logits are 1/40 of its features, and bf16's rounding of those features
+# comes out as 2.6 % of the logits (tests/test_numerics.py measures errors against the logits' largest value)
+@register_model(test_configs={"": {"encoder": TEST_ENCODER, "channels": 32}}, head=_fast_deeplab_head)
+def fast_deeplab(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
+    """A fast model on any timm encoder with stride-8 and stride-4 levels, at output stride 32 by default."""
+    return build_segmentation_model(_fast_deeplab_head, "fast_deeplab", pretrained, encoder=encoder,
+                                    **{"output_stride": 32, **kwargs})
+
+
+@register_model(family="fast_deeplab")
+def fast_deeplab_r50(pretrained: bool = False, **kwargs):
+    """The fast model with ResNet-50 at output stride 32."""
+    return build_variant(_fast_deeplab_head, "fast_deeplab_r50", pretrained, kwargs, encoder="resnet50",
+                         output_stride=32)
