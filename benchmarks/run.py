@@ -24,13 +24,14 @@ from torch import nn
 import mfnet_zoo
 from mfnet_zoo import create_model
 from mfnet_zoo._atomic import atomic_path
-from mfnet_zoo.benchmark import benchmark, benchmark_training
+from mfnet_zoo.benchmark import benchmark, benchmark_training, paired_ratio
 from mfnet_zoo.layers import ASPP, EMAContext, FactorizationContext
 from mfnet_zoo.inference import autocast
 
 ROOT = Path(__file__).resolve().parents[1]
 SMP = "smp DeepLabV3Plus r50 OS16"
 OURS = "deeplabv3plus_r50"
+FAST = "fast_deeplab_r50"
 NO_GPU = ("<!-- gpu:start -->\n## GPU\n\nNot measured yet: no GPU was available where these tables were made. "
           "`python benchmarks/gpu.py` (made to fit in 5 minutes on one H100/H200) writes this section.\n"
           "<!-- gpu:end -->")
@@ -45,6 +46,7 @@ def models() -> dict:
         "mfnet_r50 nmf": lambda: create_model("mfnet_r50", mode="nmf"),
         "mfnet_lite_r50 folded": lambda: create_model("mfnet_lite_r50").reparameterize(),
         OURS: lambda: create_model(OURS),
+        FAST: lambda: create_model(FAST),
         "emanet_r50": lambda: create_model("emanet_r50"),
         SMP: lambda: smp.DeepLabV3Plus("resnet50", encoder_weights=None, encoder_output_stride=16, classes=21),
         "torchvision deeplabv3_resnet50": lambda: torchvision.models.segmentation.deeplabv3_resnet50(
@@ -166,6 +168,17 @@ def main() -> None:
     # the light model against smp at smp's size: at 513 our features are 33 x 33, not 32 x 32 (+6 % MACs)
     ab_lite = _by_name(benchmark({k: builders[k] for k in (SMP, lite)}, size=smp_base, runs=ab_rounds, macs=False,
                                  memory=False))
+    # the fast model against smp, alone: fp32; bf16 autocast with channels_last; fp32 at the large size
+    fast_rounds = max(11, ab_rounds)
+    fast_pairs = {
+        "fp32": benchmark({k: builders[k] for k in (SMP, FAST)}, size=smp_base, runs=fast_rounds, macs=False,
+                          memory=False),
+        "bf16 autocast, channels_last": benchmark(
+            {k: (lambda k=k: Variant(builders[k](), True, "bf16")) for k in (SMP, FAST)}, size=smp_base,
+            runs=fast_rounds, macs=False, memory=False),
+        f"fp32 at {large[0]} x {large[1]}": benchmark({k: builders[k] for k in (SMP, FAST)}, size=large,
+                                                      runs=max(3, runs // 2), warmup=1, macs=False, memory=False),
+    }
     large_table = _by_name(benchmark(builders, size=large, runs=max(2, runs // 3), warmup=1, macs=False,
                                      memory=False))
     train = _by_name(benchmark_training({k: v for k, v in builders.items() if k != folded}, size=base, batch=2,
@@ -212,6 +225,14 @@ def main() -> None:
               "| model | median ms | min ms | vs smp DeepLabV3+ |", "|---|---:|---:|---:|"]
     lines += [f"| {name} | {r['median_ms']:.0f} | {r['min_ms']:.0f} | {_ratio(ab_lite, name, SMP)} |"
               for name, r in ab_lite.items()]
+    lines += ["", f"The fast model and smp's DeepLabV3+ alone, at {smp_base[0]} x {smp_base[1]} unless the row says "
+              "otherwise, interleaved; the ratio is the median over rounds of each round's pair "
+              "(`mfnet_zoo.benchmark.paired_ratio`; docs/fast-design.md has the decoder widths and contexts):", "",
+              "| setting | rounds | smp median ms | fast median ms | fast / smp (paired) |", "|---|---:|---:|---:|---:|"]
+    for setting, results in fast_pairs.items():
+        table = _by_name(results)
+        lines.append(f"| {setting} | {len(table[SMP]['rounds_ms'])} | {table[SMP]['median_ms']:.0f} | "
+                     f"{table[FAST]['median_ms']:.0f} | {paired_ratio(results, FAST, SMP):.3f}x |")
     lines += ["", f"## Whole models at {large[0]} x {large[1]}", "",
               f"{max(2, runs // 3)} interleaved rounds after one warm-up (seconds per forward here), so these rows "
               "are noisier than the ones above.", "",
@@ -254,6 +275,8 @@ def main() -> None:
         f"| mfnet_r50 / deeplabv3plus_r50 parameters | {_ratio(main_table, 'mfnet_r50', OURS, 'parameters')} |",
         f"| mfnet_lite_r50 folded / smp DeepLabV3Plus latency at {smp_base[0]} ({ab_rounds}-round A/B) | "
         f"{_ratio(ab_lite, lite, SMP)} |",
+        f"| fast_deeplab_r50 / smp DeepLabV3Plus latency at {smp_base[0]} ({fast_rounds}-round A/B, paired) | "
+        f"{paired_ratio(fast_pairs['fp32'], FAST, SMP):.2f}x |",
         f"| folded context / ASPP time on 2048 x {small_ctx[2]} x {small_ctx[3]} | "
         f"{ctx[0]['FactorizationContext static, folded']['median_ms'] / ctx[0][aspp]['median_ms']:.3f}x |",
         f"| NMF context (width 512) / ASPP time on 2048 x {small_ctx[2]} x {small_ctx[3]} | "

@@ -164,7 +164,8 @@ def test_gpu_script_smoke_on_cpu(tmp_path):
     text = out.read_text()
     assert text.startswith("# Benchmarks\n\ncpu tables\n") and text.count("<!-- gpu:start -->") == 1
     for row in ("| mfnet_r50 |", "| mfnet_lite_r50 folded |", "| smp DeepLabV3Plus r50 OS16 |",
-                "mfnet_r50 training >= 1.25x", "no compiled runs", "train img/s at 32 x 64"):
+                "mfnet_r50 training >= 1.25x", "no compiled runs", "train img/s at 32 x 64", "| fast_deeplab_r50 |",
+                "fast_deeplab_r50 eager inference <= 0.65x"):
         assert row in text  # the compiled path is tested on blocks above (aot_eager) and in test_toolchain
     assert (tmp_path / "gpu.json").is_file()
 
@@ -178,3 +179,24 @@ def test_run_py_plots_latency_against_macs(tmp_path):
 
     with Image.open(path) as image:
         assert image.size == (1000, 500)
+
+
+@pytest.mark.slow
+def test_fast_accuracy_script_smoke_and_page_from_json(tmp_path):
+    """benchmarks/fast_accuracy.py --quick end to end (its long run is outside CI), then the page again from the
+    JSON alone, byte for byte."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import fast_accuracy
+    finally:
+        sys.path.pop(0)
+    result = fast_accuracy.main(["--quick", "--out-dir", str(tmp_path)])
+    assert [(r["task"], r["model"]) for r in result["runs"]] == [
+        (t, m) for t in fast_accuracy.TASKS for m in fast_accuracy.MODELS]
+    assert all(0 <= r["mIoU"] <= 1 for r in result["runs"])
+    page = (tmp_path / "fast-accuracy.md").read_text()
+    assert all(f"| {task} | 1 |" in page for task in fast_accuracy.TASKS) and "read the distant marker" in page
+    fast_accuracy.main(["--from-json", "--out-dir", str(tmp_path)])
+    assert (tmp_path / "fast-accuracy.md").read_text() == page
+    with pytest.raises(SystemExit, match="holds a quick run"):
+        fast_accuracy.main(["--resume", "--out-dir", str(tmp_path)])

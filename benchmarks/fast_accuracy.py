@@ -1,0 +1,238 @@
+"""Equal accuracy, shown the same way: ``fast_deeplab`` against smp's DeepLabV3+ with the same small timm encoder,
+the same recipe and the same seeds, on three tasks; writes docs/fast-accuracy.md and its JSON (issue #33).
+
+    python benchmarks/fast_accuracy.py --resume --commit      # 4 tasks x 2 models x 3 seeds (~80 min on 2 cores)
+    python benchmarks/fast_accuracy.py --quick --out-dir /tmp/fa   # tiny sets, one seed, one epoch: a smoke run
+    python benchmarks/fast_accuracy.py --from-json            # the page from the JSON alone
+
+Both models: timm's ``test_resnet`` from scratch (smp takes it as ``tu-test_resnet``), each at its default
+output stride (the fast model 32, smp's DeepLabV3+ 16) and width; smp's model as a user builds it
+(``smp.DeepLabV3Plus("tu-test_resnet", encoder_weights=None, classes=K)``). One training loop for both, the
+library's (``train_one_epoch``: ``SegmentationLoss``, the recipe's optimizer and poly schedule); the tasks:
+
+- ``demo``: the demo's scenes (1,600 train, 200 held out, 64 px) and recipe (``DEMO_CONFIG``);
+- ``global`` and ``local``: the context study's scenes and recipe (``benchmarks/context_study.py``'s ``Study``:
+  224 px, 5 epochs, bf16 autocast) and its scoring: mIoU, and on ``global`` whether a seed reads the distant
+  marker (orientation accuracy >= 0.95);
+- ``own-data``: the folder dataset of ``examples/own_data.py`` (its generator, 400 train and 100 val images at
+  64 px, labels 0, 1, 3 and 255 ignored) and its recipe, 10 epochs.
+
+The data are fixed (the same scenes for every seed); a seed sets the weights' initialisation and the batches'
+order. The JSON is written atomically after every run; ``--resume`` keeps the runs it holds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from mfnet_zoo import create_model
+from mfnet_zoo._atomic import atomic_path
+from mfnet_zoo._constants import IMAGENET_MEAN, IMAGENET_STD
+from mfnet_zoo.data import (CONTEXT_CLASSES, SYNTHETIC_CLASSES, FolderDataset, SyntheticShapes, eval_transforms,
+                            train_transforms)
+from mfnet_zoo.demo import DEMO_CONFIG
+from mfnet_zoo.losses import SegmentationLoss
+from mfnet_zoo.models import SegmentationOutput
+from mfnet_zoo.presets import PRESETS
+from mfnet_zoo.train import build_optimizer, evaluate, seed_everything, train_one_epoch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+from context_study import READS_MARKER, TRAIN_SEED, VAL_SEED, Study, evaluate_run, git_commit  # noqa: E402
+from own_data import write_dataset  # noqa: E402
+
+ENCODER = "test_resnet"
+MODELS = ("fast_deeplab", "smp DeepLabV3Plus")
+TASKS = ("demo", "global", "local", "own-data")
+SEEDS = 3
+# the own-data example's recipe (examples/own_data.py), at 64 px and 10 epochs
+OWN_DATA_CONFIG = PRESETS["default"].replace(epochs=10, batch_size=4, crop_size=64, scale_range=None,
+                                             optimizer="adamw", lr=4e-3, param_rules=())
+OWN_DATA_SIZES, OWN_DATA_PIXELS, OWN_DATA_CLASSES = {"train": 400, "val": 100}, 64, 4
+
+
+class SmpModel(nn.Module):
+    """smp's model read as the library's loops read a model: ``output.logits``, and ``predict`` -> class map."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> SegmentationOutput:
+        logits = self.model(x)
+        return SegmentationOutput(logits, logits)
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        self.eval()
+        return self(x).logits.argmax(dim=1)
+
+
+def build(name: str, num_classes: int) -> nn.Module:
+    if name == "fast_deeplab":
+        return create_model("fast_deeplab", encoder=ENCODER, num_classes=num_classes)
+    return SmpModel(smp.DeepLabV3Plus(f"tu-{ENCODER}", encoder_weights=None, classes=num_classes))
+
+
+def tasks(quick: bool, scratch: Path) -> dict:
+    """task -> (recipe, train set, val set, classes); ``quick``: tiny sets and one epoch."""
+    norm = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    study = Study(image_size=64, train_scenes=16, val_scenes=8) if quick else Study()
+    demo_cfg = DEMO_CONFIG.replace(epochs=1) if quick else DEMO_CONFIG
+    study_cfg = study.train_config(0).replace(epochs=1) if quick else study.train_config(0)
+    own_cfg = OWN_DATA_CONFIG.replace(epochs=1) if quick else OWN_DATA_CONFIG
+    demo_size, demo_train, demo_val = 64, (32 if quick else 1600), (16 if quick else 200)
+    out = {"demo": (demo_cfg,
+                    SyntheticShapes(demo_train, demo_size, seed=0, transforms=train_transforms(
+                        demo_size, None, True, **norm)),
+                    SyntheticShapes(demo_val, demo_size, seed=1, transforms=eval_transforms(**norm)),
+                    len(SYNTHETIC_CLASSES))}
+    for family in ("global", "local"):
+        out[family] = (study_cfg,
+                       SyntheticShapes(study.train_scenes, study.image_size, seed=TRAIN_SEED, scenes=family,
+                                       transforms=train_transforms(study.image_size, None, True, **norm)),
+                       SyntheticShapes(study.val_scenes, study.image_size, seed=VAL_SEED, scenes=family,
+                                       transforms=eval_transforms(**norm)), len(CONTEXT_CLASSES))
+    sizes = {"train": 16, "val": 8} if quick else OWN_DATA_SIZES
+    root = write_dataset(scratch / "own-data", sizes, size=OWN_DATA_PIXELS)
+    out["own-data"] = (own_cfg,
+                       FolderDataset(root, "train", transforms=train_transforms(OWN_DATA_PIXELS, None, True, **norm),
+                                     num_classes=OWN_DATA_CLASSES),
+                       FolderDataset(root, "val", transforms=eval_transforms(**norm), num_classes=OWN_DATA_CLASSES),
+                       OWN_DATA_CLASSES)
+    return out
+
+
+def run(task: str, name: str, seed: int, spec: tuple) -> dict:
+    """Train ``name`` on ``task`` with ``seed`` and score it on the held-out set."""
+    cfg, train_set, val_set, num_classes = spec
+    cfg = cfg.replace(seed=seed)
+    generator = seed_everything(seed)
+    model = build(name, num_classes)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=cfg.epochs * len(loader),
+                                                      power=cfg.poly_power)
+    criterion = SegmentationLoss(batch_average=cfg.batch_average)
+    start = time.perf_counter()
+    for _ in range(cfg.epochs):
+        train_one_epoch(model, loader, criterion, optimizer, scheduler, amp=cfg.amp, channels_last=cfg.channels_last,
+                        clip_grad_norm=cfg.clip_grad_norm, progress=False)
+    record = {"task": task, "model": name, "seed": seed, "train_seconds": round(time.perf_counter() - start, 1)}
+    val = DataLoader(val_set, batch_size=50)
+    if task in ("global", "local"):  # the study's scoring
+        scores = evaluate_run(model, val)
+        record.update(mIoU=scores["mIoU"], orientation_acc=scores["orientation_acc"])
+        if task == "global":
+            record["reads_marker"] = scores["orientation_acc"] >= READS_MARKER
+    else:
+        record["mIoU"] = evaluate(model, val, num_classes, amp=cfg.amp, progress=False)["mIoU"]
+    return record
+
+
+def plan(seeds: int) -> list[tuple[str, str, int]]:
+    """Seed by seed, every task and model: a partial result is balanced."""
+    return [(t, m, s) for s in range(seeds) for t in TASKS for m in MODELS]
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def render(result: dict) -> str:
+    """The page, from the JSON alone."""
+    runs = result["runs"]
+    lines = ["# The fast model's accuracy against smp's DeepLabV3+", "",
+             f"Generated by `{result['command']}` from {Path(result['json']).name} ({len(runs)} of "
+             f"{result['planned']} runs; {result['machine']}). Both models on timm's `{ENCODER}` from scratch, "
+             "each at its default output stride and width, trained by the same loop with the same recipe and seeds "
+             "(benchmarks/fast_accuracy.py says how). mIoU on the held-out set, mean ± sample std over seeds. "
+             "The bar (issue #33): the fast model's mean within one std of smp's, or above it.", "",
+             "| task | seeds | fast_deeplab mIoU | smp DeepLabV3Plus mIoU | fast - smp | meets the bar |",
+             "|---|---:|---:|---:|---:|---|"]
+    for task in TASKS:
+        by = {m: [r for r in runs if r["task"] == task and r["model"] == m] for m in MODELS}
+        if not all(by.values()):
+            continue
+        (fm, fs), (sm, ss) = (_stats([r["mIoU"] for r in by[m]]) for m in MODELS)
+        seeds = min(len(v) for v in by.values())
+        lines.append(f"| {task} | {seeds} | {fm:.3f} ± {fs:.3f} | {sm:.3f} ± {ss:.3f} | {fm - sm:+.3f} | "
+                     f"{'yes' if fm >= sm - ss else 'no'} |")
+    marker = {m: [r for r in runs if r["task"] == "global" and r["model"] == m] for m in MODELS}
+    if all(marker.values()):
+        lines += ["", "Seeds that read the distant marker on the global scenes (orientation accuracy >= "
+                  f"{READS_MARKER}): " + "; ".join(
+                      f"{m} {sum(r['reads_marker'] for r in marker[m])} of {len(marker[m])} (orientation "
+                      f"{_stats([r['orientation_acc'] for r in marker[m]])[0]:.3f})" for m in MODELS) + "."]
+    lines += ["", "| task | model | seed | mIoU | orientation acc | train s |", "|---|---|---:|---:|---:|---:|"]
+    for r in runs:
+        orientation = f"{r['orientation_acc']:.3f}" if "orientation_acc" in r else "-"
+        lines.append(f"| {r['task']} | {r['model']} | {r['seed']} | {r['mIoU']:.3f} | {orientation} | "
+                     f"{r['train_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(result: dict, out_dir: Path) -> None:
+    json_path = out_dir / "fast-accuracy.json"
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+    with atomic_path(out_dir / "fast-accuracy.md") as tmp:
+        tmp.write_text(render(result))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sets, one seed, one epoch (a smoke run)")
+    parser.add_argument("--out-dir", default=str(ROOT / "docs"))
+    parser.add_argument("--resume", action="store_true", help="keep the runs already in the JSON, run the rest")
+    parser.add_argument("--commit", action="store_true", help="git commit the JSON and the page after every run")
+    parser.add_argument("--from-json", action="store_true", help="rewrite the page from the JSON alone")
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out_dir)
+    json_path = out_dir / "fast-accuracy.json"
+    if args.from_json:
+        result = json.loads(json_path.read_text())
+        write(result, out_dir)
+        return result
+    seeds = 1 if args.quick else SEEDS
+    command = "python benchmarks/fast_accuracy.py" + (" --quick" if args.quick else " --resume --commit")
+    result = {"command": command, "json": str(json_path), "planned": len(plan(seeds)), "quick": args.quick,
+              "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+                         f"smp {smp.__version__}", "runs": []}
+    if args.resume and json_path.is_file():
+        saved = json.loads(json_path.read_text())
+        if saved.get("quick") != args.quick:
+            raise SystemExit(f"{json_path} holds a {'quick' if saved.get('quick') else 'full'} run; not resuming it")
+        result["runs"] = saved["runs"]
+    done = {(r["task"], r["model"], r["seed"]) for r in result["runs"]}
+    todo = [key for key in plan(seeds) if key not in done]
+    with tempfile.TemporaryDirectory() as scratch:
+        specs = tasks(args.quick, Path(scratch)) if todo else {}
+        for task, name, seed in todo:
+            record = run(task, name, seed, specs[task])
+            result["runs"].append(record)
+            write(result, out_dir)
+            print(f"[{len(result['runs'])}/{result['planned']}] {task:9s} {name:18s} seed {seed}: "
+                  f"mIoU {record['mIoU']:.3f} ({record['train_seconds']:.0f} s)", flush=True)
+            if args.commit:
+                git_commit(json_path, f"fast model accuracy (#33): {len(result['runs'])}/{result['planned']} runs",
+                           also=(out_dir / "fast-accuracy.md",))
+    write(result, out_dir)
+    return result
+
+
+if __name__ == "__main__":
+    main()
