@@ -23,6 +23,7 @@ import base64
 import copy
 import dataclasses
 import json
+import math
 import os
 import platform
 import shutil
@@ -363,9 +364,13 @@ SCORES = ("mIoU", "shape_acc", "orientation_acc")
 
 
 def _stats(values: list[float]) -> dict:
-    """Mean and sample standard deviation (ddof = 1; 0 for one value) of ``values``."""
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values)}
+    """Mean and sample standard deviation (ddof = 1; 0 for one value) of the defined ``values``, their count
+    ``n``, and ``undefined``: how many were NaN, a score with nothing to score (orientation accuracy of a model
+    that predicted no object pixel at all: such a seed does not read the marker)."""
+    defined = [float(v) for v in values if not math.isnan(v)]
+    return {"mean": statistics.fmean(defined) if defined else math.nan,
+            "std": statistics.stdev(defined) if len(defined) > 1 else 0.0, "n": len(defined),
+            "undefined": len(values) - len(defined)}
 
 
 def _runs_of(runs: list[dict], family: str, context: str) -> list[dict]:
@@ -443,9 +448,11 @@ def _seeds(n: int) -> str:
 def _pm(entry: dict | None, key: str) -> str:
     if entry is None:
         return "n/a"
-    if entry[key]["n"] < 2:
-        return f"{entry[key]['mean']:.3f} (one seed)"
-    return f"{entry[key]['mean']:.3f} ± {entry[key]['std']:.3f}"
+    stats = entry[key]
+    undefined = f" ({stats['undefined']} undefined)" if stats.get("undefined") else ""
+    if stats["n"] < 2:
+        return ("n/a" if stats["n"] == 0 else f"{stats['mean']:.3f} (one seed)") + undefined
+    return f"{stats['mean']:.3f} ± {stats['std']:.3f}{undefined}"
 
 
 def reliability(entry: dict | None) -> str:

@@ -229,6 +229,21 @@ def test_statistics_and_the_verdict_come_from_the_counts():
     assert any("shape accuracy" in line.lower() for line in result["reading"])
 
 
+def test_a_seed_that_predicts_no_object_has_an_undefined_orientation_and_does_not_read_the_marker():
+    """Regression: study v2 stopped after its 31st run, when statistics.stdev met a NaN orientation accuracy (a
+    seed whose model predicted no object pixel: nothing to score). It is left out of mean and std, counted, shown
+    on the page, and the seed does not read the marker."""
+    study = load_study()
+    runs = [{"family": "global", "context": "pool", "seed": s, "mIoU": 0.3 + 0.1 * s, "shape_acc": 0.5,
+             "orientation_acc": value} for s, value in enumerate([1.0, math.nan, 0.5])]
+    entry = study.summarize(runs, study.Study())["global"]["pool"]
+    assert entry["orientation_acc"] == {"mean": 0.75, "std": pytest.approx(math.sqrt(0.125)), "n": 2, "undefined": 1}
+    assert entry["mIoU"]["undefined"] == 0 and entry["n"] == 3 and entry["reads"] == 1
+    assert study._pm(entry, "orientation_acc") == "0.750 ± 0.354 (1 undefined)"
+    nothing = study.summarize(runs[1:2], study.Study())["global"]["pool"]
+    assert math.isnan(nothing["orientation_acc"]["mean"]) and study._pm(nothing, "orientation_acc") == "n/a (1 undefined)"
+
+
 def test_held_out_scenes_keep_every_object_beyond_the_measured_reach_of_a_logit():
     """The reach of a logit of the no-context model, measured on a narrow model (the reach is the architecture's:
     kernels, strides, dilations, upsampling; not the width) and a 16-row strip (a whole column is perturbed and
