@@ -73,8 +73,8 @@ def _interleaved(steps: dict[str, Callable[[], object]], device: torch.device, r
 
 def paired_ratio(results: Sequence[dict], name: str, reference: str) -> float:
     """The median over rounds of ``name``'s time / ``reference``'s time in the same round: on a machine whose
-    speed drifts for seconds at a time (a shared VM), each round's pair sees the same speed, so this ratio
-    holds where the ratio of the two medians can move by several percent between runs."""
+    speed drifts (a shared VM), each round's pair sees about the same speed, so a drift across rounds, which
+    moves the ratio of the two medians, cancels; jitter within a round does not."""
     by_name = {r["model"]: r["rounds_ms"] for r in results}
     for key in (name, reference):
         if key not in by_name:
