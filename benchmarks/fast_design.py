@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
              f"CPU latency at {size} x {size}, batch 1, fp32, eval mode, random weights; median and min of {rounds} "
              f"interleaved rounds in one process, each table its own run ({machine}). The ratio is the median over "
              f"rounds of each round's time / smp's (`mfnet_zoo.benchmark.paired_ratio`): it takes out this VM's slow "
-             f"drift, not the jitter within a round; repeated runs of one pair still differ by about 0.03x. Regenerate: `{command}`. "
+             f"drift, not the jitter within a round; repeated runs of one pair still differ by about 0.03x. "
+             f"Regenerate: `{command}`. "
              f"The target (issue #33) is {TARGET:.2f}x smp's DeepLabV3+.", "",
              "## The decoder's width (context `pool`)", "", *_table(widths), "",
              f"## The context, at {args.width} wide", "", *_table(contexts)]

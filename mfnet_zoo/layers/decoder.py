@@ -84,7 +84,7 @@ class TopDownDecoder(_ClassifierMixin, nn.Module):
     At each skip: upsample to its size, add its 1x1 projection, refine with one depthwise-separable 3x3 conv.
     A sum keeps every stage ``channels`` wide, so the stride-4 stage, the costly one (16 x the pixels of
     stride 16), is a single separable conv at that width: what lets a stride-32 encoder with this decoder
-    run well under the cost of DeepLabV3+ at stride 16 (docs/benchmarks.md).
+    run well under the cost of DeepLabV3+ at stride 16 (docs/fast-design.md).
 
     Args:
         skip_channels: channels of the skips, deepest first (ResNet-50 at strides 8, 4: (512, 256)).

@@ -3,7 +3,7 @@ a decoder that brings detail back from strides 8 and 4 (:class:`~mfnet_zoo.layer
 
 Why it is faster: at stride 16 a dilated ResNet-50 is 89 % of smp's DeepLabV3+ MACs; at stride 32 it is 0.58x
 of smp's whole model. The image-wide context makes up for the coarser map (the context study,
-docs/context-study.md), the two skips for the lost detail; docs/benchmarks.md has the latency and accuracy.
+docs/context-study.md), the two skips for the lost detail; docs/fast-design.md has the latency.
 """
 from __future__ import annotations
 
