@@ -363,7 +363,7 @@ def cost(study: Study) -> dict:
 SCORES = ("mIoU", "shape_acc", "orientation_acc")
 
 
-def _stats(values: list[float]) -> dict:
+def seed_stats(values: list[float]) -> dict:
     """Mean and sample standard deviation (ddof = 1; 0 for one value) of the defined ``values``, their count
     ``n``, and ``undefined``: how many were NaN, a score with nothing to score (orientation accuracy of a model
     that predicted no object pixel at all: such a seed does not read the marker)."""
@@ -383,7 +383,7 @@ def summarize(runs: list[dict], study: Study) -> dict:
         for context in study.contexts:
             done = _runs_of(runs, family, context)
             if done:
-                entry = {key: _stats([r[key] for r in done]) for key in SCORES}
+                entry = {key: seed_stats([r[key] for r in done]) for key in SCORES}
                 entry["reads"] = sum(r["orientation_acc"] >= READS_MARKER for r in done)
                 entry["n"], entry["planned"] = len(done), study.seeds(family, context)
                 table.setdefault(family, {})[context] = entry

@@ -25,32 +25,28 @@ from mfnet_zoo._atomic import atomic_path
 from mfnet_zoo.benchmark import benchmark, paired_ratio
 from mfnet_zoo.models import TimmEncoder
 
-ROOT = Path(__file__).resolve().parents[1]
-SMP = "smp DeepLabV3Plus r50 OS16"
+from run import FAST_TARGET, ROOT, SMP, models
+
 FLOOR = "resnet50 encoder alone, OS32"
 WIDTHS = (64, 96, 128, 192)
 CONTEXTS = ("none", "pool", "aspp", "static", "nmf", "nmf-unrolled", "ema")
-TARGET = 0.65  # issue #33: the fast r50 at most 0.65x smp's latency
-
-
-def _smp():
-    return smp.DeepLabV3Plus("resnet50", encoder_weights=None, encoder_output_stride=16, classes=21)
 
 
 def width_rows() -> dict:
     """smp, the floor, and the pool model at each width: what the decoder's width costs."""
-    rows = {SMP: _smp, FLOOR: lambda: TimmEncoder("resnet50", output_stride=32)}
+    rows = {SMP: models()[SMP], FLOOR: lambda: TimmEncoder("resnet50", output_stride=32)}
     for width in WIDTHS:
-        rows[f"fast_deeplab_r50 pool, {width} wide"] = lambda w=width: create_model("fast_deeplab_r50", channels=w)
+        rows[f"fast_deeplab_r50 pool, {width} wide"] = lambda w=width: create_model("fast_deeplab_r50",
+                                                                                     decoder_channels=w)
     return rows
 
 
 def context_rows(width: int) -> dict:
     """smp and each context at ``width``: what the context costs."""
-    rows = {SMP: _smp}
+    rows = {SMP: models()[SMP]}
     for context in CONTEXTS:
         rows[f"fast_deeplab_r50 {context}, {width} wide"] = lambda c=context: create_model(
-            "fast_deeplab_r50", context=c, channels=width)
+            "fast_deeplab_r50", context=c, decoder_channels=width)
     return rows
 
 
@@ -87,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
              f"rounds of each round's time / smp's (`mfnet_zoo.benchmark.paired_ratio`): it takes out this VM's slow "
              f"drift, not the jitter within a round; repeated runs of one pair still differ by about 0.03x. "
              f"Regenerate: `{command}`. "
-             f"The target (issue #33) is {TARGET:.2f}x smp's DeepLabV3+.", "",
+             f"The target (issue #33) is {FAST_TARGET:.2f}x smp's DeepLabV3+.", "",
              "## The decoder's width (context `pool`)", "", *_table(widths), "",
              f"## The context, at {args.width} wide", "", *_table(contexts)]
     out = Path(args.out)

@@ -55,13 +55,14 @@ def _peak_mb(fn: Callable[[], object], device: torch.device) -> float:
 def _interleaved(steps: dict[str, Callable[[], object]], device: torch.device, runs: int,
                  warmup: int) -> dict[str, dict[str, float]]:
     """Warm each step up, then time one call of each per round; median and min ms over the rounds, and every
-    round's ms (``rounds_ms``, for :func:`paired_ratio`)."""
+    round's ms (``rounds_ms``, for :func:`paired_ratio`). Odd rounds run the steps in reverse order, so that no
+    step always runs first, or always right after the same other step (caches, clock ramps)."""
     for step in steps.values():
         for _ in range(warmup):
             step()
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(runs):
-        for name, step in steps.items():
+    for round_ in range(runs):
+        for name, step in (reversed(steps.items()) if round_ % 2 else steps.items()):
             _sync(device)
             start = time.perf_counter()
             step()

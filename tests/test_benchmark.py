@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mfnet_zoo import create_model
-from mfnet_zoo.benchmark import benchmark, benchmark_training, format_benchmark, paired_ratio
+from mfnet_zoo.benchmark import _interleaved, benchmark, benchmark_training, format_benchmark, paired_ratio
 from mfnet_zoo.cli import main
 from mfnet_zoo.layers import ASPP, FactorizationContext
 from mfnet_zoo.profiling import peak_memory
@@ -58,7 +58,15 @@ def test_benchmark_interleaves_and_reports_ratios():
     table = format_benchmark(results, reference="a")
     assert "| a |" in table and "1.00x |" in table
     assert all(len(r["rounds_ms"]) == 2 and min(r["rounds_ms"]) == r["min_ms"] for r in results)
-    assert paired_ratio(results, "a", "a") == 1.0
+
+
+def test_interleaved_rounds_alternate_the_order():
+    """No model always runs first: even rounds in the given order, odd rounds reversed (warm-up in order)."""
+    calls = []
+    steps = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    times = _interleaved(steps, torch.device("cpu"), runs=3, warmup=1)
+    assert calls == [*"abc", *"abc", *"cba", *"abc"]
+    assert list(times) == [*"abc"] and all(len(t["rounds_ms"]) == 3 for t in times.values())
 
 
 def test_paired_ratio_is_the_median_of_each_rounds_ratio():
@@ -138,6 +146,15 @@ def _scripts():
     return gpu, run
 
 
+def _fast_accuracy():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import fast_accuracy
+    finally:
+        sys.path.pop(0)
+    return fast_accuracy
+
+
 def test_gpu_section_is_replaced_in_place_and_kept_by_the_cpu_rerun():
     gpu, run = _scripts()
     block = "<!-- gpu:start -->\n## GPU\nold\n<!-- gpu:end -->"
@@ -145,11 +162,11 @@ def test_gpu_section_is_replaced_in_place_and_kept_by_the_cpu_rerun():
     assert doc.endswith(block + "\n") and doc.startswith("# Benchmarks\n\ncpu tables\n")
     new = block.replace("old", "new")
     assert gpu.upsert(doc, new).count("<!-- gpu:start -->") == 1 and "new" in gpu.upsert(doc, new)
-    rerun = run.with_gpu_block("# Benchmarks\n\nnew cpu tables\n", doc)
+    rerun = run.with_kept_blocks("# Benchmarks\n\nnew cpu tables\n", doc)
     assert "new cpu tables" in rerun and block in rerun and "\ncpu tables" not in rerun
-    first = run.with_gpu_block("# Benchmarks\n", "")  # no GPU figures yet: a placeholder gpu.py replaces
-    assert "Not measured yet" in first
-    assert "new" in gpu.upsert(first, new) and "Not measured" not in gpu.upsert(first, new)
+    first = run.with_kept_blocks("# Benchmarks\n", "")  # no GPU figures yet: a placeholder gpu.py replaces
+    assert first.count("Not measured yet") == 2 and first.index("fast-accuracy:start") < first.index("gpu:start")
+    assert "new" in gpu.upsert(first, new) and "Not measured yet: no GPU" not in gpu.upsert(first, new)
 
 
 @pytest.mark.slow
@@ -170,6 +187,21 @@ def test_gpu_script_smoke_on_cpu(tmp_path):
     assert (tmp_path / "gpu.json").is_file()
 
 
+def test_fast_accuracy_page_leaves_an_undefined_orientation_out(tmp_path):
+    """Regression: a global seed whose model predicts no object pixel has orientation NaN; the page crashed on it
+    (statistics.stdev), after the run was saved, so --resume and --from-json could never finish."""
+    fast_accuracy = _fast_accuracy()
+    runs = [{"task": "global", "model": m, "seed": s, "mIoU": 0.2 + 0.1 * s, "orientation_acc": o,
+             "reads_marker": o >= 0.95, "train_seconds": 1.0}
+            for m, orientations in zip(fast_accuracy.MODELS, ((1.0, float("nan"), 0.5), (0.97, 0.99, 0.5)))
+            for s, o in enumerate(orientations)]
+    page = fast_accuracy.render({"command": "cmd", "planned": 24, "machine": "here", "runs": runs})
+    assert "| global | 3 | 0.300 ± 0.100 | 0.300 ± 0.100 | +0.000 | yes |" in page
+    assert "fast_deeplab 1 of 3 (orientation 0.750 ± 0.354 (1 undefined))" in page
+    assert "smp DeepLabV3Plus 2 of 3 (orientation 0.820 ± 0.277)" in page
+    assert "| global | fast_deeplab | 1 | 0.300 | nan |" in page
+
+
 def test_run_py_plots_latency_against_macs(tmp_path):
     _, run = _scripts()
     table = {"a": {"macs": 2e9, "median_ms": 10.0, "parameters": 1_000_000},
@@ -185,18 +217,22 @@ def test_run_py_plots_latency_against_macs(tmp_path):
 def test_fast_accuracy_script_smoke_and_page_from_json(tmp_path):
     """benchmarks/fast_accuracy.py --quick end to end (its long run is outside CI), then the page again from the
     JSON alone, byte for byte."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import fast_accuracy
-    finally:
-        sys.path.pop(0)
+    fast_accuracy = _fast_accuracy()
     result = fast_accuracy.main(["--quick", "--out-dir", str(tmp_path)])
     assert [(r["task"], r["model"]) for r in result["runs"]] == [
         (t, m) for t in fast_accuracy.TASKS for m in fast_accuracy.MODELS]
     assert all(0 <= r["mIoU"] <= 1 for r in result["runs"])
     page = (tmp_path / "fast-accuracy.md").read_text()
     assert all(f"| {task} | 1 |" in page for task in fast_accuracy.TASKS) and "read the distant marker" in page
+    # --from-json: the same page byte for byte, and docs/benchmarks.md's section put before the GPU section; a
+    # CPU rerun of benchmarks/run.py keeps both
+    _, run_py = _scripts()
+    (tmp_path / "benchmarks.md").write_text(run_py.with_kept_blocks("# Benchmarks\n\ncpu tables\n", ""))
     fast_accuracy.main(["--from-json", "--out-dir", str(tmp_path)])
     assert (tmp_path / "fast-accuracy.md").read_text() == page
+    benchmarks = (tmp_path / "benchmarks.md").read_text()
+    assert benchmarks.count("fast-accuracy:start") == 1 and "Not measured yet: `python benchmarks/fast_accuracy" \
+        not in benchmarks and benchmarks.index("| demo | 1 |") < benchmarks.index("gpu:start")
+    assert run_py.with_kept_blocks("# Benchmarks\n\nnew cpu tables\n", benchmarks).count("| demo | 1 |") == 1
     with pytest.raises(SystemExit, match="holds a quick run"):
         fast_accuracy.main(["--resume", "--out-dir", str(tmp_path)])

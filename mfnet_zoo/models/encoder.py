@@ -1,4 +1,5 @@
-"""Any timm backbone as a segmentation encoder: (stride-4 features, deepest features)."""
+"""Any timm backbone as a segmentation encoder: (*skip features, deepest features), the skips at stride 4 unless
+a decoder asks for others (``TimmEncoder.use_skips``)."""
 from __future__ import annotations
 
 import difflib
@@ -135,8 +136,8 @@ class TimmEncoder(nn.Module):
     def use_skips(self, *strides: int) -> tuple[int, ...]:
         """From now on forward returns the features at ``strides`` (in this order) before the deepest ones,
         for a decoder that fuses several levels (``use_skips(8, 4)``: B x C8 x H/8 x W/8, B x C4 x H/4 x W/4,
-        deepest). Returns their channels; a stride the encoder has no level at (above the deepest) is a
-        ValueError naming the ones it has."""
+        deepest). Returns their channels; a stride the encoder has no level at, the output stride itself or a stride
+        given twice is a ValueError naming the strides it can give."""
         reductions, channels = self.model.feature_info.reduction(), self.model.feature_info.channels()
         available = sorted(set(reductions[:-1]) - {self.output_stride}, reverse=True)
         if not strides or any(s not in available for s in strides) or len(set(strides)) != len(strides):

@@ -20,20 +20,21 @@ register_pretrained_cfgs({
 })
 
 
-def _fast_deeplab_head(encoder: TimmEncoder, num_classes: int, *, context: str = "pool", channels: int = 64,
+def _fast_deeplab_head(encoder: TimmEncoder, num_classes: int, *, context: str = "pool", decoder_channels: int = 64,
                        width: int | None = None, rank: int = 64, base_size: tuple[int, int] = (16, 16),
                        seed: int = 0):
-    # context: one of mfnet_zoo.layers.CONTEXTS, the study's choice by default; channels: the context's output
-    # and every decoder stage; width, rank, base_size, seed: the context's (create_context)
+    # context: one of mfnet_zoo.layers.CONTEXTS, the study's choice by default; decoder_channels: the context's
+    # output and every decoder stage (as context_deeplab's); width, rank, base_size, seed: the context's
     skip_channels = encoder.use_skips(8, 4)
-    block = create_context(context, encoder.out_channels, channels, width=width, rank=rank,
+    block = create_context(context, encoder.out_channels, decoder_channels, width=width, rank=rank,
                            output_stride=encoder.output_stride, base_size=tuple(base_size), seed=seed)
-    return block, TopDownDecoder(skip_channels, num_classes, in_channels=channels, channels=channels)
+    return block, TopDownDecoder(skip_channels, num_classes, in_channels=decoder_channels,
+                                 channels=decoder_channels)
 
 
 # 32 wide, not 16: at 16 the tiny model's logits are 1/40 of its features, and bf16's rounding of those features
 # comes out as 2.6 % of the logits (tests/test_numerics.py measures errors against the logits' largest value)
-@register_model(test_configs={"": {"encoder": TEST_ENCODER, "channels": 32}}, head=_fast_deeplab_head)
+@register_model(test_configs={"": {"encoder": TEST_ENCODER, "decoder_channels": 32}}, head=_fast_deeplab_head)
 def fast_deeplab(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
     """A fast model on any timm encoder with stride-8 and stride-4 levels, at output stride 32 by default."""
     return build_segmentation_model(_fast_deeplab_head, "fast_deeplab", pretrained, encoder=encoder,
