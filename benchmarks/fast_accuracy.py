@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 from context_study import (READS_MARKER, TRAIN_SEED, VAL_SEED, Study, evaluate_run, git_commit,  # noqa: E402
                            seed_stats)
 from own_data import write_dataset  # noqa: E402
-from run import FAST_ACCURACY_BLOCK, FAST_ACCURACY_END, FAST_ACCURACY_START  # noqa: E402
+from run import FAST_ACCURACY_BLOCK, FAST_ACCURACY_END, FAST_ACCURACY_START, upsert_block  # noqa: E402
 
 ENCODER = "test_resnet"
 MODELS = ("fast_deeplab", "smp DeepLabV3Plus")
@@ -201,17 +201,8 @@ def render(result: dict) -> str:
 def benchmarks_block(result: dict) -> str:
     """docs/benchmarks.md's section (between markers, so that benchmarks/run.py keeps it when it rewrites the
     page): the summary, and where the runs are."""
-    return "\n".join([FAST_ACCURACY_START, "## The fast model's accuracy against smp's DeepLabV3+", "", *summary(result), "",
-                      "Every run: [fast-accuracy.md](fast-accuracy.md).", FAST_ACCURACY_END])
-
-
-def upsert(text: str, block: str) -> str:
-    """``text`` with its fast-accuracy section replaced by ``block``, or ``block`` put before the GPU section
-    (or at the end)."""
-    if FAST_ACCURACY_BLOCK.search(text):
-        return FAST_ACCURACY_BLOCK.sub(lambda _: block, text)
-    at = text.find("<!-- gpu:start -->")
-    return (text.rstrip("\n") + "\n\n" + block + "\n") if at < 0 else text[:at] + block + "\n\n" + text[at:]
+    return "\n".join([FAST_ACCURACY_START, "## The fast model's accuracy against smp's DeepLabV3+", "",
+                      *summary(result), "", "Every run: [fast-accuracy.md](fast-accuracy.md).", FAST_ACCURACY_END])
 
 
 def write(result: dict, out_dir: Path) -> None:
@@ -222,7 +213,8 @@ def write(result: dict, out_dir: Path) -> None:
         tmp.write_text(render(result))
     benchmarks = out_dir / "benchmarks.md"
     if benchmarks.is_file():
-        text = upsert(benchmarks.read_text(), benchmarks_block(result))
+        text = upsert_block(benchmarks.read_text(), benchmarks_block(result), FAST_ACCURACY_BLOCK,
+                            before="<!-- gpu:start -->")
         with atomic_path(benchmarks) as tmp:
             tmp.write_text(text)
 

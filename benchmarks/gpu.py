@@ -19,7 +19,7 @@ import torch
 
 from mfnet_zoo._atomic import atomic_path
 from mfnet_zoo.benchmark import benchmark, benchmark_training, paired_ratio
-from run import FAST, FAST_TARGET, GPU_BLOCK, OURS, ROOT, SMP, models
+from run import FAST, FAST_TARGET, GPU_BLOCK, OURS, ROOT, SMP, models, upsert_block
 
 TRAIN = ["mfnet_r50", "mfnet_lite_r50", FAST, OURS, "emanet_r50", SMP, "torchvision deeplabv3_resnet50"]
 EAGER = ["mfnet_r50", "mfnet_r50 folded", "mfnet_lite_r50 folded", FAST, OURS, "emanet_r50", SMP,
@@ -116,9 +116,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def upsert(text: str, block: str) -> str:
     """``text`` with its GPU block replaced by ``block``, or with ``block`` appended if it has none."""
-    if GPU_BLOCK.search(text):
-        return GPU_BLOCK.sub(lambda _: block, text)
-    return text.rstrip("\n") + "\n\n" + block + "\n"
+    return upsert_block(text, block, GPU_BLOCK)
 
 
 def main() -> None:

@@ -94,6 +94,15 @@ def variants(names: list[str]) -> dict:
             for name in names for amp in ("none", "bf16") for cl in (False, True)}
 
 
+def upsert_block(text: str, block: str, pattern: re.Pattern, before: str | None = None) -> str:
+    """``text`` with the section ``pattern`` matches replaced by ``block``; without one, ``block`` goes before the
+    marker ``before`` (where ``text`` has it) or at the end."""
+    if pattern.search(text):
+        return pattern.sub(lambda _: block, text)
+    at = text.find(before) if before else -1
+    return text[:at] + block + "\n\n" + text[at:] if at >= 0 else text.rstrip("\n") + "\n\n" + block + "\n"
+
+
 def with_kept_blocks(text: str, previous: str) -> str:
     """``text`` followed by the sections other scripts write into the page, kept from ``previous`` across CPU
     reruns: the fast model's accuracy (benchmarks/fast_accuracy.py), then the GPU figures (benchmarks/gpu.py)."""
