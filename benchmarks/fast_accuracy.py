@@ -86,6 +86,12 @@ def build(name: str, num_classes: int) -> nn.Module:
     return SmpModel(smp.DeepLabV3Plus(f"tu-{ENCODER}", encoder_weights=None, classes=num_classes))
 
 
+def fast_context() -> str:
+    """The context block ``fast_deeplab`` builds by default: the one these runs measure (recorded in the JSON, so
+    that a changed default is never mixed with runs of the old one)."""
+    return create_model("fast_deeplab", encoder=ENCODER, num_classes=2).model_args["context"]
+
+
 def tasks(quick: bool, scratch: Path) -> dict:
     """task -> (recipe, train set, val set, classes); ``quick``: tiny sets and one epoch."""
     norm = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD)
@@ -161,7 +167,8 @@ def summary(result: dict) -> list[str]:
     """The comparison, one row per task with every model's runs, and the marker counts: the page's top and
     docs/benchmarks.md's section."""
     runs = result["runs"]
-    lines = [f"Both models on timm's `{ENCODER}` from scratch, each at its default output stride and width, trained "
+    lines = [f"Both models on timm's `{ENCODER}` from scratch, each at its default output stride and width (the fast "
+             f"model's context: `{result['fast_context']}`), trained "
              "by the same loop with the same recipe and seeds (benchmarks/fast_accuracy.py says how); mIoU on the "
              "held-out set, mean ± sample std (ddof 1) over seeds. The bar (issue #33): the fast model's mean within "
              f"one std of smp's, or above it. `{result['command']}`, {len(runs)} of {result['planned']} runs, "
@@ -235,13 +242,16 @@ def main(argv: list[str] | None = None) -> dict:
         return result
     seeds = 1 if args.quick else SEEDS
     command = " ".join(["python benchmarks/fast_accuracy.py", *(sys.argv[1:] if argv is None else argv)])
-    result = {"command": command, "planned": len(plan(seeds)), "quick": args.quick,
+    result = {"command": command, "planned": len(plan(seeds)), "quick": args.quick, "fast_context": fast_context(),
               "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                          f"smp {smp.__version__}", "runs": []}
     if args.resume and json_path.is_file():
         saved = json.loads(json_path.read_text())
         if saved.get("quick") != args.quick:
             raise SystemExit(f"{json_path} holds a {'quick' if saved.get('quick') else 'full'} run; not resuming it")
+        if saved.get("fast_context") != result["fast_context"]:
+            raise SystemExit(f"{json_path} measured fast_deeplab with context {saved.get('fast_context')!r}; its "
+                             f"default is now {result['fast_context']!r}: not resuming it (start afresh)")
         result["runs"] = saved["runs"]
     done = {(r["task"], r["model"], r["seed"]) for r in result["runs"]}
     todo = [key for key in plan(seeds) if key not in done]

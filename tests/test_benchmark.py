@@ -1,5 +1,6 @@
 """Benchmark machinery: tensor peak-memory counting, interleaved inference and training timing, the CLI,
 and the scripts in benchmarks/ that write docs/benchmarks.md."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -195,7 +196,8 @@ def test_fast_accuracy_page_leaves_an_undefined_orientation_out(tmp_path):
              "reads_marker": o >= 0.95, "train_seconds": 1.0}
             for m, orientations in zip(fast_accuracy.MODELS, ((1.0, float("nan"), 0.5), (0.97, 0.99, 0.5)))
             for s, o in enumerate(orientations)]
-    page = fast_accuracy.render({"command": "cmd", "planned": 24, "machine": "here", "runs": runs})
+    page = fast_accuracy.render({"command": "cmd", "planned": 24, "machine": "here", "fast_context": "pool",
+                                  "runs": runs})
     assert "| global | 3 | 0.300 ± 0.100 | 0.300 ± 0.100 | +0.000 | yes |" in page
     assert "fast_deeplab 1 of 3 (orientation 0.750 ± 0.354 (1 undefined))" in page
     assert "smp DeepLabV3Plus 2 of 3 (orientation 0.820 ± 0.277)" in page
@@ -236,3 +238,9 @@ def test_fast_accuracy_script_smoke_and_page_from_json(tmp_path):
     assert run_py.with_kept_blocks("# Benchmarks\n\nnew cpu tables\n", benchmarks).count("| demo | 1 |") == 1
     with pytest.raises(SystemExit, match="holds a quick run"):
         fast_accuracy.main(["--resume", "--out-dir", str(tmp_path)])
+    # the fast model's context is recorded and named; runs of another default are never resumed into
+    assert result["fast_context"] == create_model("fast_deeplab", encoder="test_resnet").model_args["context"]
+    assert f"context: `{result['fast_context']}`" in page
+    (tmp_path / "fast-accuracy.json").write_text(json.dumps({**result, "fast_context": "nmf"}))
+    with pytest.raises(SystemExit, match="context 'nmf'"):
+        fast_accuracy.main(["--quick", "--resume", "--out-dir", str(tmp_path)])
