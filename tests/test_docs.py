@@ -5,8 +5,6 @@ from pathlib import Path
 
 import pytest
 
-import mfnet_zoo
-
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ["mfnet_zoo", "mfnet_zoo.layers", "mfnet_zoo.models", "mfnet_zoo.data", "mfnet_zoo.train",
            "mfnet_zoo.metrics", "mfnet_zoo.losses", "mfnet_zoo.hub", "mfnet_zoo.predict", "mfnet_zoo.export",

@@ -11,7 +11,6 @@ import torch
 import mfnet_zoo.checkpoint
 import mfnet_zoo.train
 from mfnet_zoo import create_model
-from mfnet_zoo._registry import list_models
 from mfnet_zoo.data import DataOptions, SyntheticShapes, train_transforms
 from mfnet_zoo.layers import set_context_state
 from mfnet_zoo.presets import TrainConfig

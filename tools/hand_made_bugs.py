@@ -124,7 +124,7 @@ def main() -> int:
             print(f"{name} ({bug.area}, {bug.path}):\n- {bug.old.strip()}\n+ {bug.new.strip()}\n")
         return 0
     missed = 0
-    print(f"| bug | area | verdict | first failing test / pytest's summary | s |\n|---|---|---|---|---|")
+    print("| bug | area | verdict | first failing test / pytest's summary | s |\n|---|---|---|---|---|")
     for name in args.bugs or BUGS:
         verdict, detail, seconds = run_bug(name, args.rev)
         missed += verdict != "caught"
