@@ -96,7 +96,8 @@ class Study:
     def model_kwargs(self, context: str) -> dict:
         grid = self.image_size // STRIDE
         return dict(encoder=ENCODER, output_stride=STRIDE, num_classes=len(CONTEXT_CLASSES), context=context,
-                    decoder_channels=self.channels, width=self.width, rank=self.rank, base_size=(grid, grid), separable=True,
+                    decoder_channels=self.channels, width=self.width, rank=self.rank, base_size=(grid, grid),
+                    separable=True,
                     pretrained_cfg_overlay=dict(mean=IMAGENET_MEAN, std=IMAGENET_STD))
 
     @classmethod
@@ -552,6 +553,15 @@ def reading(result: dict, study: Study) -> list[str]:
         lines.append(f"Global scenes, `{context}`: {entry['reads']} of {_seeds(entry['n'])} read the marker "
                      f"(orientation >= {READS_MARKER}){'; ' + refs if refs else ''}: {words}{beyond}.")
     lines.append(unrolled_verdict(result, study))
+    collapsed = []  # a run that predicted no object pixel: orientation NaN
+    for family in FAMILIES:
+        runs = [r for r in result["runs"] if r["family"] == family]
+        names = ", ".join(f"`{r['context']}` seed {r['seed']}" for r in runs if math.isnan(r["orientation_acc"]))
+        count = sum(math.isnan(r["orientation_acc"]) for r in runs)
+        if runs:
+            collapsed.append(f"{family} {count} of {len(runs)}" + (f" ({names})" if names else ""))
+    lines.append("Collapsed runs (no object pixel predicted on the held-out scenes, orientation undefined): "
+                 + "; ".join(collapsed) + ".")
     everywhere = [c for c in study.contexts if all(c in table.get(f, {}) for f in FAMILIES)]
     if everywhere:  # each context weighs the same, whatever its number of seeds
         m = {f: statistics.fmean(table[f][c]["shape_acc"]["mean"] for c in everywhere) for f in FAMILIES}
@@ -793,7 +803,9 @@ def write_page(path: Path, result: dict, img_prefix: str) -> None:
         "**Orientation accuracy**: of the object pixels predicted as an object (any shape), the share given the "
         "right orientation: on the global scenes, how well the marker is read, apart from the shape. (v1's "
         "'orientation' counted only the pixels given the right shape; mIoU mixes both.) Both come from each "
-        "run's confusion matrix, kept in the JSON.",
+        "run's confusion matrix, kept in the JSON. A run that predicts no object pixel on the held-out scenes "
+        "(collapsed to background) has no orientation accuracy: the tables count it as undefined and leave it "
+        "out of the mean and std, and it does not read the marker.",
         f"- A seed **reads the marker** when its orientation accuracy on the global scenes is at least "
         f"{READS_MARKER}; a context reads it **reliably** when at least {RELIABLE[0]} of {RELIABLE[1]} seeds do "
         f"(contexts with fewer than {RELIABLE[1]} seeds are not called reliable or unreliable).",
@@ -976,7 +988,8 @@ def main(argv: list[str] | None = None) -> dict:
     runs_plan = plan(study)
     start = time.perf_counter()
     result = {"version": VERSION, "command": command, "study": dataclasses.asdict(study),
-              "machine": previous.get("machine") or machine(), "contexts": {c: CONTEXT_DESCRIPTIONS.get(c, "") for c in study.contexts},
+              "machine": previous.get("machine") or machine(),
+              "contexts": {c: CONTEXT_DESCRIPTIONS.get(c, "") for c in study.contexts},
               "plan": [list(p) for p in runs_plan], "runs": previous.get("runs", []),
               "wall_minutes": previous.get("wall_minutes", 0.0)}
     result["sessions"] = previous.get("sessions", []) + [machine()]

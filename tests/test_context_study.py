@@ -242,6 +242,13 @@ def test_a_seed_that_predicts_no_object_has_an_undefined_orientation_and_does_no
     assert study._pm(entry, "orientation_acc") == "0.750 ± 0.354 (1 undefined)"
     nothing = study.summarize(runs[1:2], study.Study())["global"]["pool"]
     assert math.isnan(nothing["orientation_acc"]["mean"]) and study._pm(nothing, "orientation_acc") == "n/a (1 undefined)"
+    # the reading counts the collapsed runs per family and names them
+    result = _fabricated(study, {}, {c: (10.0, 300) for c in study.CONTEXT_ORDER})
+    next(r for r in result["runs"] if (r["family"], r["context"], r["seed"]) == ("global", "aspp", 4)).update(
+        orientation_acc=math.nan)
+    study.summarize_into(result, study.Study())
+    assert ("Collapsed runs (no object pixel predicted on the held-out scenes, orientation undefined): global 1 of 65 "
+            "(`aspp` seed 4); local 0 of 30; global-nocue 0 of 10.") in result["reading"]
 
 
 def test_held_out_scenes_keep_every_object_beyond_the_measured_reach_of_a_logit():
