@@ -20,6 +20,10 @@ that is how the published designs train: the bases carry global context forward,
 sends gradient to features elsewhere. With ``"unrolled"`` a distant position reaches the cell through the
 bases. In float32 and under bf16 autocast the unrolled gradient stays finite on zero, one-spike, tiny (1e-8)
 and huge (1e4) inputs, with its norm within 10x of the one-step gradient's there (``tests/test_bases_grad.py``).
+
+What the context study (docs/context-study.md, v2) found: neither EMANet's gradient (``"ema"``) nor the
+unrolled one (``"ema-unrolled"``) made EM attention read a cue beyond the receptive field, 0 of 8 seeds each;
+image pooling read it in 1 of 8, no context reliably.
 """
 from __future__ import annotations
 

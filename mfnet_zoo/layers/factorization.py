@@ -50,9 +50,14 @@ respect to the block's input at any *other* position is exactly zero (with Batch
 that is how the published designs train: the global context reaches each position in the forward pass,
 but no position's loss sends gradient to features elsewhere. With ``"unrolled"`` a distant position
 reaches the cell through the bases (and the per-image scale, the maximum of the features: unrolled is
-the exact gradient of the forward). In float32 and under bf16 autocast the unrolled gradient stays finite on zero, one-spike, tiny (1e-8)
-and huge (1e4) inputs, with its norm within 10x of the one-step gradient's there
-(``tests/test_bases_grad.py``).
+the exact gradient of the forward). In float32 and under bf16 autocast the unrolled gradient stays finite
+on zero, one-spike, tiny (1e-8) and huge (1e4) inputs, with its norm within 10x of the one-step gradient's
+there (``tests/test_bases_grad.py``).
+
+What the context study (docs/context-study.md, v2) found: neither gradient made NMF read a cue beyond the
+receptive field, one-step (``"nmf"``) and unrolled (``"nmf-unrolled"``) 0 of 8 seeds each, Hamburger's
+settings 0 of 3, the static mode 0 of 3 (it cannot: relu(Y Z) is the same for every image); image pooling
+read it in 1 of 8, no context reliably.
 """
 from __future__ import annotations
 
