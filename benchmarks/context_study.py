@@ -556,10 +556,9 @@ def reading(result: dict, study: Study) -> list[str]:
     collapsed = []  # a run that predicted no object pixel: orientation NaN
     for family in FAMILIES:
         runs = [r for r in result["runs"] if r["family"] == family]
-        names = ", ".join(f"`{r['context']}` seed {r['seed']}" for r in runs if math.isnan(r["orientation_acc"]))
-        count = sum(math.isnan(r["orientation_acc"]) for r in runs)
+        lost = [f"`{r['context']}` seed {r['seed']}" for r in runs if math.isnan(r["orientation_acc"])]
         if runs:
-            collapsed.append(f"{family} {count} of {len(runs)}" + (f" ({names})" if names else ""))
+            collapsed.append(f"{family} {len(lost)} of {len(runs)}" + (f" ({', '.join(lost)})" if lost else ""))
     lines.append("Collapsed runs (no object pixel predicted on the held-out scenes, orientation undefined): "
                  + "; ".join(collapsed) + ".")
     everywhere = [c for c in study.contexts if all(c in table.get(f, {}) for f in FAMILIES)]
