@@ -28,6 +28,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
@@ -121,12 +122,12 @@ def tasks(quick: bool, scratch: Path) -> dict:
     return out
 
 
-def run(task: str, name: str, seed: int, spec: tuple) -> dict:
-    """Train ``name`` on ``task`` with ``seed`` and score it on the held-out set."""
+def run(task: str, name: str, seed: int, spec: tuple, build_model: Callable[[str, int], nn.Module] = build) -> dict:
+    """Train ``name`` (``build_model(name, num_classes)``) on ``task`` with ``seed``; score it on the held-out set."""
     cfg, train_set, val_set, num_classes = spec
     cfg = cfg.replace(seed=seed)
     generator = seed_everything(seed)
-    model = build(name, num_classes)
+    model = build_model(name, num_classes)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator)

@@ -1,0 +1,115 @@
+"""Why smp's DeepLabV3+ reads the context study's distant marker and ``fast_deeplab`` does not: one factor at a
+time, on the global scenes, with fast_accuracy.py's encoder, recipe, loop and scoring (issue #33). Writes
+docs/fast-probes.md and its JSON.
+
+    python benchmarks/fast_probes.py --seeds 1 --resume           # every variant, seed 0 (~4 min a run on 2 cores)
+    python benchmarks/fast_probes.py --seeds 3 --resume --variants "fast pool, context 256"
+    python benchmarks/fast_probes.py --from-json
+
+Each variant changes one thing against one of the two models fast_accuracy.py compares (``fast_deeplab`` at its
+defaults; ``smp.DeepLabV3Plus("tu-test_resnet")``): the context block's width, the block, the encoder's output
+stride, or smp's width. The JSON is written atomically after every run; ``--resume`` keeps the runs it holds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from mfnet_zoo import create_model
+from mfnet_zoo._atomic import atomic_path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from context_study import READS_MARKER  # noqa: E402
+from fast_accuracy import ENCODER, ROOT, SmpModel, _pm, run, tasks  # noqa: E402
+
+# name -> (which model, its keyword arguments beyond the encoder and classes)
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "fast pool, context 256": ("fast_deeplab", {"context_channels": 256}),
+    "fast aspp": ("fast_deeplab", {"context": "aspp"}),
+    "fast pool, stride 16": ("fast_deeplab", {"output_stride": 16}),
+    "smp, decoder 64": ("smp", {"decoder_channels": 64}),
+}
+
+
+def build(name: str, num_classes: int) -> nn.Module:
+    model, kwargs = VARIANTS[name]
+    if model == "fast_deeplab":
+        return create_model("fast_deeplab", encoder=ENCODER, num_classes=num_classes, **kwargs)
+    return SmpModel(smp.DeepLabV3Plus(f"tu-{ENCODER}", encoder_weights=None, classes=num_classes, **kwargs))
+
+
+def render(result: dict) -> str:
+    lines = ["# Which factor lets a model read the distant marker", "",
+             "<!-- written by benchmarks/fast_probes.py from fast-probes.json; rerun it (or --from-json) rather "
+             "than editing this page -->", "",
+             f"The global scenes of the context study, fast_accuracy.py's recipe and loop, timm's `{ENCODER}` from "
+             f"scratch; a seed reads the marker when its orientation accuracy is >= {READS_MARKER}. "
+             f"`{result['command']}`, {result['machine']}.", "",
+             "| variant | model | change | seeds | reads the marker | mIoU | orientation |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for name, (model, kwargs) in result["variants"].items():
+        runs = [r for r in result["runs"] if r["model"] == name]
+        if runs:
+            lines.append(f"| {name} | {model} | `{json.dumps(kwargs)}` | {len(runs)} | "
+                         f"{sum(r['reads_marker'] for r in runs)} of {len(runs)} | {_pm([r['mIoU'] for r in runs])} | "
+                         f"{_pm([r['orientation_acc'] for r in runs])} |")
+    lines += ["", "| variant | seed | mIoU | orientation | train s |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['model']} | {r['seed']} | {r['mIoU']:.3f} | {r['orientation_acc']:.3f} | "
+              f"{r['train_seconds']:.0f} |" for r in result["runs"]]
+    return "\n".join(lines) + "\n"
+
+
+def write(result: dict, out_dir: Path) -> None:
+    with atomic_path(out_dir / "fast-probes.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+    with atomic_path(out_dir / "fast-probes.md") as tmp:
+        tmp.write_text(render(result))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--quick", action="store_true", help="tiny sets, one epoch (a smoke run)")
+    parser.add_argument("--out-dir", default=str(ROOT / "docs"))
+    parser.add_argument("--resume", action="store_true", help="keep the runs already in the JSON, run the rest")
+    parser.add_argument("--from-json", action="store_true", help="rewrite the page from the JSON alone")
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out_dir)
+    json_path = out_dir / "fast-probes.json"
+    if args.from_json:
+        result = json.loads(json_path.read_text())
+        write(result, out_dir)
+        return result
+    command = " ".join(["python benchmarks/fast_probes.py", *(sys.argv[1:] if argv is None else argv)])
+    result = {"command": command, "quick": args.quick, "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, smp {smp.__version__}",
+              "variants": {name: list(VARIANTS[name]) for name in VARIANTS}, "runs": []}
+    if args.resume and json_path.is_file():
+        saved = json.loads(json_path.read_text())
+        if saved.get("quick") != args.quick or saved["variants"] != result["variants"]:
+            raise SystemExit(f"{json_path} holds other variants or another size; not resuming it")
+        result["runs"] = saved["runs"]
+    done = {(r["model"], r["seed"]) for r in result["runs"]}
+    todo = [(name, seed) for seed in range(args.seeds) for name in args.variants if (name, seed) not in done]
+    with tempfile.TemporaryDirectory() as scratch:
+        spec = tasks(args.quick, Path(scratch))["global"] if todo else None
+        for name, seed in todo:
+            record = run("global", name, seed, spec, build_model=build)
+            result["runs"].append(record)
+            write(result, out_dir)
+            print(f"{name:24s} seed {seed}: mIoU {record['mIoU']:.3f}, orientation {record['orientation_acc']:.3f} "
+                  f"({record['train_seconds']:.0f} s)", flush=True)
+    write(result, out_dir)
+    return result
+
+
+if __name__ == "__main__":
+    main()
