@@ -36,6 +36,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "fast aspp": ("fast_deeplab", {"context": "aspp"}),
     "fast pool, stride 16": ("fast_deeplab", {"output_stride": 16}),
     "smp, decoder 64": ("smp", {"decoder_channels": 64}),
+    # smp at 64 wide reads the marker: which of its ASPP's parts does it need?
+    "smp 64, rates 1/1/1": ("smp", {"decoder_channels": 64, "decoder_atrous_rates": (1, 1, 1)}),
+    "smp 64, rates 6/12/18": ("smp", {"decoder_channels": 64, "decoder_atrous_rates": (6, 12, 18)}),
+    "smp 64, no dropout": ("smp", {"decoder_channels": 64, "decoder_aspp_dropout": 0.0}),
 }
 
 
@@ -91,11 +95,12 @@ def main(argv: list[str] | None = None) -> dict:
         return result
     command = " ".join(["python benchmarks/fast_probes.py", *(sys.argv[1:] if argv is None else argv)])
     result = {"command": command, "quick": args.quick, "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, smp {smp.__version__}",
-              "variants": {name: list(VARIANTS[name]) for name in VARIANTS}, "runs": []}
+              "variants": {name: json.loads(json.dumps(VARIANTS[name])) for name in VARIANTS}, "runs": []}
     if args.resume and json_path.is_file():
         saved = json.loads(json_path.read_text())
-        if saved.get("quick") != args.quick or saved["variants"] != result["variants"]:
-            raise SystemExit(f"{json_path} holds other variants or another size; not resuming it")
+        changed = [n for n in saved["variants"] if saved["variants"][n] != result["variants"].get(n)]
+        if saved.get("quick") != args.quick or changed:
+            raise SystemExit(f"{json_path} holds another size or other definitions of {changed}; not resuming it")
         result["runs"] = saved["runs"]
     done = {(r["model"], r["seed"]) for r in result["runs"]}
     todo = [(name, seed) for seed in range(args.seeds) for name in args.variants if (name, seed) not in done]
