@@ -25,6 +25,7 @@ from torch import nn
 
 from mfnet_zoo import create_model
 from mfnet_zoo._atomic import atomic_path
+from mfnet_zoo.layers import ASPP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from context_study import READS_MARKER  # noqa: E402
@@ -40,13 +41,21 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "smp 64, rates 1/1/1": ("smp", {"decoder_channels": 64, "decoder_atrous_rates": (1, 1, 1)}),
     "smp 64, rates 6/12/18": ("smp", {"decoder_channels": 64, "decoder_atrous_rates": (6, 12, 18)}),
     "smp 64, no dropout": ("smp", {"decoder_channels": 64, "decoder_aspp_dropout": 0.0}),
+    # smp reads it with rates 12/24/36 only: at stride 16 on the 14 x 14 map of 224 px, 12 is a 192 px offset and
+    # 24, 36 reach past the map (1x1 in effect). The same offset at stride 32 is rate 6, with 12 and 18 past the map
+    "fast aspp, rates 6/12/18": ("fast_deeplab", {"context": "aspp", "atrous_rates": (6, 12, 18)}),
 }
 
 
 def build(name: str, num_classes: int) -> nn.Module:
     model, kwargs = VARIANTS[name]
     if model == "fast_deeplab":
-        return create_model("fast_deeplab", encoder=ENCODER, num_classes=num_classes, **kwargs)
+        kwargs = dict(kwargs)
+        rates = kwargs.pop("atrous_rates", None)
+        fast = create_model("fast_deeplab", encoder=ENCODER, num_classes=num_classes, **kwargs)
+        if rates is not None:  # ASPP with other rates than its output stride's, in place of the context block
+            fast.context = ASPP(fast.encoder.out_channels, fast.decoder.in_channels, tuple(rates), dropout=0.0)
+        return fast
     return SmpModel(smp.DeepLabV3Plus(f"tu-{ENCODER}", encoder_weights=None, classes=num_classes, **kwargs))
 
 
