@@ -44,6 +44,13 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     # smp reads it with rates 12/24/36 only: at stride 16 on the 14 x 14 map of 224 px, 12 is a 192 px offset and
     # 24, 36 reach past the map (1x1 in effect). The same offset at stride 32 is rate 6, with 12 and 18 past the map
     "fast aspp, rates 6/12/18": ("fast_deeplab", {"context": "aspp", "atrous_rates": (6, 12, 18)}),
+    # the fast model at smp's stride and rates: if it reads the marker, the stride is what the fast model lacks
+    "fast aspp, stride 16, rates 12/24/36": ("fast_deeplab", {"context": "aspp", "output_stride": 16,
+                                                              "atrous_rates": (12, 24, 36)}),
+    "smp 64, plain aspp": ("smp", {"decoder_channels": 64, "decoder_aspp_separable": False}),
+    # as smp's ASPP, its dilated branches depthwise-separable: about the cost of the pool context
+    "fast separable aspp, rates 6/12/18": ("fast_deeplab", {"context": "aspp", "atrous_rates": (6, 12, 18),
+                                                            "separable": True}),
 }
 
 
@@ -51,10 +58,11 @@ def build(name: str, num_classes: int) -> nn.Module:
     model, kwargs = VARIANTS[name]
     if model == "fast_deeplab":
         kwargs = dict(kwargs)
-        rates = kwargs.pop("atrous_rates", None)
+        rates, separable = kwargs.pop("atrous_rates", None), kwargs.pop("separable", False)
         fast = create_model("fast_deeplab", encoder=ENCODER, num_classes=num_classes, **kwargs)
         if rates is not None:  # ASPP with other rates than its output stride's, in place of the context block
-            fast.context = ASPP(fast.encoder.out_channels, fast.decoder.in_channels, tuple(rates), dropout=0.0)
+            fast.context = ASPP(fast.encoder.out_channels, fast.decoder.in_channels, tuple(rates), dropout=0.0,
+                                separable=separable)
         return fast
     return SmpModel(smp.DeepLabV3Plus(f"tu-{ENCODER}", encoder_weights=None, classes=num_classes, **kwargs))
 

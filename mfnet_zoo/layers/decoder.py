@@ -14,14 +14,9 @@ from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
 from .._checks import check_feature_map, check_positive_int
+from .separable import separable_conv_bn_relu
 
 __all__ = ["DeepLabV3PlusDecoder", "ClassifierDecoder", "TopDownDecoder"]
-
-
-def _separable_conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
-    """Depthwise 3x3, pointwise 1x1, BN, ReLU (as smp's and DeepLab's separable convs)."""
-    return nn.Sequential(nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False),
-                         Conv2dNormActivation(in_channels, out_channels, kernel_size=1))
 
 
 class _ClassifierMixin:
@@ -62,7 +57,7 @@ class DeepLabV3PlusDecoder(_ClassifierMixin, nn.Module):
         if num_convs not in (1, 2):
             raise ValueError(f"num_convs must be 1 or 2, got {num_convs!r}")
         self.in_channels, self.low_level_channels = in_channels, low_level_channels
-        conv3x3 = _separable_conv_bn_relu if separable else partial(Conv2dNormActivation, kernel_size=3)
+        conv3x3 = separable_conv_bn_relu if separable else partial(Conv2dNormActivation, kernel_size=3)
         self.low_level_proj = Conv2dNormActivation(low_level_channels, low_level_projection, kernel_size=1)
         layers = [conv3x3(in_channels + low_level_projection, channels), nn.Dropout(0.5)]
         if num_convs == 2:
@@ -108,7 +103,7 @@ class TopDownDecoder(_ClassifierMixin, nn.Module):
                              else Conv2dNormActivation(in_channels, channels, kernel_size=1))
         self.skip_projs = nn.ModuleList(Conv2dNormActivation(c, channels, kernel_size=1, activation_layer=None)
                                         for c in skip_channels)
-        self.refines = nn.ModuleList(_separable_conv_bn_relu(channels, channels) for _ in skip_channels)
+        self.refines = nn.ModuleList(separable_conv_bn_relu(channels, channels) for _ in skip_channels)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, *features: torch.Tensor) -> torch.Tensor:
