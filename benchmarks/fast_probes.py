@@ -21,6 +21,7 @@ from pathlib import Path
 
 import segmentation_models_pytorch as smp
 import torch
+from segmentation_models_pytorch.base.initialization import initialize_decoder, initialize_head
 from torch import nn
 
 from mfnet_zoo import create_model
@@ -48,6 +49,12 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "fast aspp, stride 16, rates 12/24/36": ("fast_deeplab", {"context": "aspp", "output_stride": 16,
                                                               "atrous_rates": (12, 24, 36)}),
     "smp 64, plain aspp": ("smp", {"decoder_channels": 64, "decoder_aspp_separable": False}),
+    # the library's DeepLabV3+ (context_deeplab) built as smp's: if it reads the marker, fast_deeplab's decoder is
+    # what differs
+    "context_deeplab, smp's ASPP": ("context_deeplab", {"context": "aspp", "decoder_channels": 64, "separable": True,
+                                                        "atrous_rates": (12, 24, 36)}),
+    "fast separable aspp 6/12/18, smp init": ("fast_deeplab", {"context": "aspp", "atrous_rates": (6, 12, 18),
+                                                               "separable": True, "smp_init": True}),
     # as smp's ASPP, its dilated branches depthwise-separable: about the cost of the pool context
     "fast separable aspp, rates 6/12/18": ("fast_deeplab", {"context": "aspp", "atrous_rates": (6, 12, 18),
                                                             "separable": True}),
@@ -55,16 +62,22 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 
 
 def build(name: str, num_classes: int) -> nn.Module:
+    """The variant's model; for the library's models, ``atrous_rates`` (and ``separable``) put an ASPP with those
+    rates in place of the context block, ``smp_init`` initialises context and decoder as smp does its decoder
+    and head (smp's own functions)."""
     model, kwargs = VARIANTS[name]
-    if model == "fast_deeplab":
-        kwargs = dict(kwargs)
-        rates, separable = kwargs.pop("atrous_rates", None), kwargs.pop("separable", False)
-        fast = create_model("fast_deeplab", encoder=ENCODER, num_classes=num_classes, **kwargs)
-        if rates is not None:  # ASPP with other rates than its output stride's, in place of the context block
-            fast.context = ASPP(fast.encoder.out_channels, fast.decoder.in_channels, tuple(rates), dropout=0.0,
-                                separable=separable)
-        return fast
-    return SmpModel(smp.DeepLabV3Plus(f"tu-{ENCODER}", encoder_weights=None, classes=num_classes, **kwargs))
+    if model == "smp":
+        return SmpModel(smp.DeepLabV3Plus(f"tu-{ENCODER}", encoder_weights=None, classes=num_classes, **kwargs))
+    kwargs = dict(kwargs)
+    rates, separable = kwargs.pop("atrous_rates", None), kwargs.pop("separable", False)
+    smp_init = kwargs.pop("smp_init", False)
+    built = create_model(model, encoder=ENCODER, num_classes=num_classes, **kwargs)
+    if rates is not None:
+        built.context = ASPP(built.encoder.out_channels, built.decoder.in_channels, tuple(rates), dropout=0.0,
+                             separable=separable)
+    if smp_init:
+        initialize_decoder(built.context), initialize_decoder(built.decoder), initialize_head(built.decoder.classifier)
+    return built
 
 
 def render(result: dict) -> str:

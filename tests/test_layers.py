@@ -192,6 +192,23 @@ def test_aspp_shapes_rates_and_pooling_branch():
         ASPP(8, atrous_rates=(6, 0))
 
 
+def test_separable_aspp_computes_smps_aspp():
+    # the same tensors in the same order as smp's separable ASPP: loaded by position, the same outputs
+    from segmentation_models_pytorch.decoders.deeplabv3.decoder import ASPP as SmpASPP
+    torch.manual_seed(0)
+    theirs = SmpASPP(24, 16, (1, 2, 3), separable=True, dropout=0.0).eval()
+    ours = ASPP(24, 16, atrous_rates=(1, 2, 3), dropout=0.0, separable=True).eval()
+    for module in theirs.modules():  # not the identity BN statistics of a fresh module
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1), module.running_var.uniform_(0.5, 2)
+    ours.load_state_dict(dict(zip(ours.state_dict(), theirs.state_dict().values())))
+    x = torch.randn(2, 24, 9, 11)
+    torch.testing.assert_close(ours(x), theirs(x))
+    assert [b[0].dilation[0] for b in ours.branches[1:]] == [1, 2, 3]
+    assert ours.branches[1][0].groups == 24
+    assert sum(p.numel() for p in ours.parameters()) < sum(p.numel() for p in ASPP(24, 16, (1, 2, 3)).parameters())
+
+
 def test_aspp_parameter_count_matches_paper_code():
     # aspp1 (1x1), aspp2-4 (3x3), image pooling, conv1 1280->256, each conv with a BN
     assert sum(p.numel() for p in ASPP(2048).parameters()) == 15_535_104
