@@ -53,6 +53,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     # what differs
     "context_deeplab, smp's ASPP": ("context_deeplab", {"context": "aspp", "decoder_channels": 64, "separable": True,
                                                         "atrous_rates": (12, 24, 36)}),
+    # ... and at stride 32, with the fast model's context: if it reads the marker, a decoder that concatenates the
+    # context at stride 4 (DeepLabV3+'s) carries it where fast_deeplab's sums do not
+    "context_deeplab, stride 32, separable aspp 6/12/18": ("context_deeplab", {
+        "context": "aspp", "decoder_channels": 64, "separable": True, "output_stride": 32,
+        "atrous_rates": (6, 12, 18)}),
     "fast separable aspp 6/12/18, smp init": ("fast_deeplab", {"context": "aspp", "atrous_rates": (6, 12, 18),
                                                                "separable": True, "smp_init": True}),
     # as smp's ASPP, its dilated branches depthwise-separable: about the cost of the pool context
