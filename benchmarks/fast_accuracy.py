@@ -42,6 +42,7 @@ from mfnet_zoo._constants import IMAGENET_MEAN, IMAGENET_STD
 from mfnet_zoo.data import (CONTEXT_CLASSES, SYNTHETIC_CLASSES, FolderDataset, SyntheticShapes, eval_transforms,
                             train_transforms)
 from mfnet_zoo.demo import DEMO_CONFIG
+from mfnet_zoo.layers import ASPP
 from mfnet_zoo.losses import SegmentationLoss
 from mfnet_zoo.models import SegmentationOutput
 from mfnet_zoo.presets import PRESETS
@@ -87,10 +88,17 @@ def build(name: str, num_classes: int) -> nn.Module:
     return SmpModel(smp.DeepLabV3Plus(f"tu-{ENCODER}", encoder_weights=None, classes=num_classes))
 
 
-def fast_context() -> str:
-    """The context block ``fast_deeplab`` builds by default: the one these runs measure (recorded in the JSON, so
-    that a changed default is never mixed with runs of the old one)."""
-    return create_model("fast_deeplab", encoder=ENCODER, num_classes=2).model_args["context"]
+def fast_config() -> tuple[dict, str]:
+    """How ``fast_deeplab`` is built by default, the model these runs measure: its ``model_args`` less the class
+    count (recorded in the JSON, so that runs of a changed default are never mixed with runs of the old one), and
+    its context block in words (for the page)."""
+    model = create_model("fast_deeplab", encoder=ENCODER, num_classes=2)
+    config = json.loads(json.dumps({k: v for k, v in model.model_args.items() if k != "num_classes"}))
+    context = model.model_args["context"]
+    if isinstance(model.context, ASPP):
+        rates = "/".join(map(str, model.context.atrous_rates))
+        context += f" ({'separable, ' if model.context.separable else ''}rates {rates})" if rates else ""
+    return config, context
 
 
 def tasks(quick: bool, scratch: Path) -> dict:
@@ -173,7 +181,9 @@ def summary(result: dict) -> list[str]:
              "by the same loop with the same recipe and seeds (benchmarks/fast_accuracy.py says how); mIoU on the "
              "held-out set, mean ± sample std (ddof 1) over seeds. The bar (issue #33): the fast model's mean within "
              f"one std of smp's, or above it. `{result['command']}`, {len(runs)} of {result['planned']} runs, "
-             f"{result['machine']}.", "",
+             f"{result['machine']}."
+             + (f" smp's runs are those of `{result['smp_runs_from']}`, kept when the fast model's default changed "
+                "(smp's model did not)." if "smp_runs_from" in result else ""), "",
              "| task | seeds | fast_deeplab mIoU | smp DeepLabV3Plus mIoU | fast - smp | meets the bar |",
              "|---|---:|---:|---:|---:|---|"]
     for task in TASKS:
@@ -243,17 +253,23 @@ def main(argv: list[str] | None = None) -> dict:
         return result
     seeds = 1 if args.quick else SEEDS
     command = " ".join(["python benchmarks/fast_accuracy.py", *(sys.argv[1:] if argv is None else argv)])
-    result = {"command": command, "planned": len(plan(seeds)), "quick": args.quick, "fast_context": fast_context(),
+    config, context = fast_config()
+    result = {"command": command, "planned": len(plan(seeds)), "quick": args.quick, "fast_config": config,
+              "fast_context": context,
               "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                          f"smp {smp.__version__}", "runs": []}
     if args.resume and json_path.is_file():
         saved = json.loads(json_path.read_text())
         if saved.get("quick") != args.quick:
             raise SystemExit(f"{json_path} holds a {'quick' if saved.get('quick') else 'full'} run; not resuming it")
-        if saved.get("fast_context") != result["fast_context"]:
-            raise SystemExit(f"{json_path} measured fast_deeplab with context {saved.get('fast_context')!r}; its "
-                             f"default is now {result['fast_context']!r}: not resuming it (start afresh)")
         result["runs"] = saved["runs"]
+        if saved.get("fast_config") != config:  # smp's model did not change: its runs stand
+            result["runs"] = [r for r in saved["runs"] if r["model"] != MODELS[0]]
+            result["smp_runs_from"] = saved.get("smp_runs_from", saved["command"])
+            print(f"{json_path} measured fast_deeplab as it was built before (context {saved.get('fast_context')!r}; "
+                  f"now {context!r}): its runs dropped, smp's {len(result['runs'])} kept", flush=True)
+        elif "smp_runs_from" in saved:
+            result["smp_runs_from"] = saved["smp_runs_from"]
     done = {(r["task"], r["model"], r["seed"]) for r in result["runs"]}
     todo = [key for key in plan(seeds) if key not in done]
     with tempfile.TemporaryDirectory() as scratch:
@@ -261,6 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
         for task, name, seed in todo:
             record = run(task, name, seed, specs[task])
             result["runs"].append(record)
+            result["runs"].sort(key=lambda r: plan(seeds).index((r["task"], r["model"], r["seed"])))
             write(result, out_dir)
             print(f"[{len(result['runs'])}/{result['planned']}] {task:9s} {name:18s} seed {seed}: "
                   f"mIoU {record['mIoU']:.3f} ({record['train_seconds']:.0f} s)", flush=True)

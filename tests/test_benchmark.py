@@ -238,9 +238,18 @@ def test_fast_accuracy_script_smoke_and_page_from_json(tmp_path):
     assert run_py.with_kept_blocks("# Benchmarks\n\nnew cpu tables\n", benchmarks).count("| demo | 1 |") == 1
     with pytest.raises(SystemExit, match="holds a quick run"):
         fast_accuracy.main(["--resume", "--out-dir", str(tmp_path)])
-    # the fast model's context is recorded and named; runs of another default are never resumed into
-    assert result["fast_context"] == create_model("fast_deeplab", encoder="test_resnet").model_args["context"]
+    # the fast model's build is recorded and its context named; runs of another default are never resumed into:
+    # they are dropped and rerun, smp's (whose model did not change) kept
+    built = create_model("fast_deeplab", encoder="test_resnet")
+    assert result["fast_config"]["context"] == built.model_args["context"]
+    assert result["fast_context"].startswith(built.model_args["context"])
     assert f"context: `{result['fast_context']}`" in page
-    (tmp_path / "fast-accuracy.json").write_text(json.dumps({**result, "fast_context": "nmf"}))
-    with pytest.raises(SystemExit, match="context 'nmf'"):
-        fast_accuracy.main(["--quick", "--resume", "--out-dir", str(tmp_path)])
+    smp_runs = [r for r in result["runs"] if r["model"] != "fast_deeplab"]
+    (tmp_path / "fast-accuracy.json").write_text(json.dumps(
+        {**result, "fast_config": {**result["fast_config"], "context": "nmf"}, "fast_context": "nmf"}))
+    rerun = fast_accuracy.main(["--quick", "--resume", "--out-dir", str(tmp_path)])
+    assert [r for r in rerun["runs"] if r["model"] != "fast_deeplab"] == smp_runs
+    assert [(r["task"], r["model"]) for r in rerun["runs"]] == [
+        (t, m) for t in fast_accuracy.TASKS for m in fast_accuracy.MODELS]
+    assert rerun["smp_runs_from"] == result["command"] and "smp's runs are those of" in \
+        (tmp_path / "fast-accuracy.md").read_text()

@@ -364,6 +364,18 @@ def test_every_named_context_maps_features_to_out_channels(name):
                                         "on" if name in ("static", "nmf", "nmf-unrolled", "nmf-hamburger") else None)
 
 
+def test_create_context_aspp_rates_and_separable_branches():
+    # rates from the output stride unless given; separable only changes the dilated branches; pool takes neither
+    assert create_context("aspp", 24, 16, output_stride=32).atrous_rates == (3, 6, 9)
+    block = create_context("aspp", 24, 16, output_stride=32, atrous_rates=[6, 12, 18], separable=True)
+    assert block.atrous_rates == (6, 12, 18) and block.separable
+    assert [b[0].groups for b in block.branches[1:]] == [24, 24, 24]
+    assert block(torch.randn(2, 24, 7, 7)).shape == (2, 16, 7, 7)
+    assert create_context("pool", 24, 16, atrous_rates=(6,), separable=True).atrous_rates == ()
+    with pytest.raises(ValueError, match="atrous_rates"):
+        create_context("aspp", 24, 16, atrous_rates=(6, -1))
+
+
 def test_create_context_rejects_unknown_names_and_bad_sizes():
     with pytest.raises(ValueError, match=r"unknown context 'gap'; available: \('none', 'pool'"):
         create_context("gap", 8)

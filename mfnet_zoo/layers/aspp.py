@@ -37,7 +37,7 @@ class ASPP(nn.Module):
         super().__init__()
         if not all(is_positive_int(r) for r in atrous_rates):
             raise ValueError(f"atrous_rates must be positive ints (or empty: no atrous branch), got {atrous_rates!r}")
-        self.atrous_rates = tuple(atrous_rates)
+        self.atrous_rates, self.separable = tuple(atrous_rates), separable
         self.in_channels = in_channels
         atrous = (separable_conv_bn_relu if separable
                   else lambda i, o, r: Conv2dNormActivation(i, o, kernel_size=3, dilation=r))

@@ -31,6 +31,8 @@ class ContextSpec:
     output_stride: int
     base_size: tuple[int, int]
     seed: int
+    atrous_rates: tuple[int, ...] | None = None
+    separable: bool = False
 
 
 def _ema(spec: ContextSpec, bases_grad: BasesGrad) -> nn.Module:
@@ -45,14 +47,14 @@ def _factorization(spec: ContextSpec, **options: object) -> nn.Module:
 
 
 def _aspp(spec: ContextSpec, rates: tuple[int, ...]) -> nn.Module:
-    return ASPP(spec.in_channels, spec.out_channels, atrous_rates=rates, dropout=0.0)
+    return ASPP(spec.in_channels, spec.out_channels, atrous_rates=rates, dropout=0.0, separable=spec.separable)
 
 
 # name -> builder; their one-line descriptions, torch-free for the CLI, are _constants.CONTEXT_DESCRIPTIONS
 CONTEXTS: dict[str, Callable[[ContextSpec], nn.Module]] = {
     "none": lambda s: Conv2dNormActivation(s.in_channels, s.out_channels, kernel_size=1),
     "pool": lambda s: _aspp(s, ()),
-    "aspp": lambda s: _aspp(s, atrous_rates_for(s.output_stride)),
+    "aspp": lambda s: _aspp(s, atrous_rates_for(s.output_stride) if s.atrous_rates is None else s.atrous_rates),
     "static": lambda s: _factorization(s, mode="static"),
     "pair-only": lambda s: _factorization(s, mode="static", context_state="pair-only"),
     "nmf": lambda s: _factorization(s, mode="nmf", **NMF_SETTINGS["mfnet_zoo"]),
@@ -66,11 +68,12 @@ CONTEXTS: dict[str, Callable[[ContextSpec], nn.Module]] = {
 
 def create_context(name: str, in_channels: int, out_channels: int = 256, *, width: int | None = None,
                    rank: int = 64, output_stride: int = 16, base_size: tuple[int, int] = (33, 33),
-                   seed: int = 0) -> nn.Module:
+                   seed: int = 0, atrous_rates: tuple[int, ...] | None = None, separable: bool = False) -> nn.Module:
     """The context block ``name`` (one of :data:`CONTEXTS`): B x in_channels x h x w -> B x out_channels x h x w.
 
     ``width`` (default ``in_channels``) is where the factorizations and EM attention work, after a 1x1
-    embedding; ``rank`` is their K; ``output_stride`` sets ASPP's rates; ``base_size`` the static Z's grid
+    embedding; ``rank`` is their K; ``output_stride`` sets ASPP's rates unless ``atrous_rates`` gives them;
+    ``separable`` makes ASPP's dilated branches depthwise-separable; ``base_size`` the static Z's grid
     (the feature size at training). Blocks that take no part of these ignore them. The ``-unrolled`` names are
     ``nmf`` and ``ema`` with ``bases_grad="unrolled"`` (gradient through every iteration, so the bases carry it
     between positions); everything else, outputs included, is the same.
@@ -81,4 +84,6 @@ def create_context(name: str, in_channels: int, out_channels: int = 256, *, widt
     for arg, value in (("in_channels", in_channels), ("out_channels", out_channels), ("rank", rank),
                        ("width", width)):
         check_positive_int(arg, value)
-    return CONTEXTS[name](ContextSpec(in_channels, out_channels, width, rank, output_stride, tuple(base_size), seed))
+    rates = None if atrous_rates is None else tuple(atrous_rates)
+    return CONTEXTS[name](ContextSpec(in_channels, out_channels, width, rank, output_stride, tuple(base_size), seed,
+                                      rates, separable))
