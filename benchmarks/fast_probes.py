@@ -60,6 +60,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "atrous_rates": (6, 12, 18)}),
     "fast separable aspp 6/12/18, smp init": ("fast_deeplab", {"context": "aspp", "atrous_rates": (6, 12, 18),
                                                                "separable": True, "smp_init": True}),
+    # the cheapest context with smp's initialisation
+    "fast pool, smp init": ("fast_deeplab", {"smp_init": True}),
     # as smp's ASPP, its dilated branches depthwise-separable: about the cost of the pool context
     "fast separable aspp, rates 6/12/18": ("fast_deeplab", {"context": "aspp", "atrous_rates": (6, 12, 18),
                                                             "separable": True}),
