@@ -2,10 +2,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mfnet_zoo.layers import (ASPP, DeepLabV3PlusDecoder, EMAContext, EMAUnit, FactorizationContext,
                               FoldedFactorizationContext, TopDownDecoder)
-from mfnet_zoo.layers import CONTEXTS, NMF_SETTINGS, ClassifierDecoder, atrous_rates_for, create_context, get_context_state
+from mfnet_zoo.layers import (CONTEXTS, NMF_SETTINGS, ClassifierDecoder, atrous_rates_for, create_context,
+                              get_context_state, kaiming_init_)
 
 from .conftest import randomize_bn_stats
 
@@ -374,6 +376,17 @@ def test_create_context_aspp_rates_and_separable_branches():
     assert create_context("pool", 24, 16, atrous_rates=(6,), separable=True).atrous_rates == ()
     with pytest.raises(ValueError, match="atrous_rates"):
         create_context("aspp", 24, 16, atrous_rates=(6, -1))
+
+
+def test_kaiming_init_gives_he_variance_and_resets_batchnorm():
+    torch.manual_seed(0)
+    block = nn.Sequential(nn.Conv2d(128, 256, 3, bias=True), nn.BatchNorm2d(256))
+    block[1].weight.data.fill_(3.0), block[1].bias.data.fill_(1.0)
+    default_std = block[0].weight.std().item()
+    assert kaiming_init_(block) is block
+    he_std = (2 / (128 * 9)) ** 0.5
+    assert abs(block[0].weight.std().item() / he_std - 1) < 0.02 and abs(default_std / he_std - 6 ** -0.5) < 0.02
+    assert not block[0].bias.any() and (block[1].weight == 1).all() and not block[1].bias.any()
 
 
 def test_create_context_rejects_unknown_names_and_bad_sizes():

@@ -214,6 +214,9 @@ def test_fast_variant_runs_at_stride_32_and_is_smaller_than_smp_deeplabv3plus():
     model = create_model("fast_deeplab_r50").eval()
     assert model.output_stride == 32 and model.encoder.skip_indices == (2, 1)  # ResNet levels at strides 8, 4
     assert sum(p.numel() for p in model.parameters()) == 23_839_125  # smp's DeepLabV3Plus(resnet50): 26,682,725
+    # the head He-initialised (kaiming_init_), not torch's default (a sixth of the variance)
+    for conv in (model.decoder.classifier, model.context.project[0][0]):
+        assert abs(conv.weight.std().item() / (2 / conv.weight[0].numel()) ** 0.5 - 1) < 0.1
     out = model(torch.randn(1, 3, 97, 97))
     assert out.logits.shape == (1, 21, 97, 97) and out.features.shape == (1, 64, 4, 4)
     with pytest.raises(ValueError, match="use_skips needs distinct strides among.*test_vit"):

@@ -6,6 +6,7 @@ from .context_protocol import (CONTEXT_STATES, Reconstruction, get_context_state
 from .decoder import ClassifierDecoder, DeepLabV3PlusDecoder, TopDownDecoder
 from .ema import EMAContext, EMAUnit
 from .factorization import BASES_GRAD, NMF_SETTINGS, FactorizationContext, FoldedFactorizationContext
+from .weight_init import kaiming_init_
 
 __all__ = [
     "ASPP",
@@ -24,6 +25,7 @@ __all__ = [
     "atrous_rates_for",
     "create_context",
     "get_context_state",
+    "kaiming_init_",
     "provides_reconstruction",
     "set_context_state",
     "unused_parameters",

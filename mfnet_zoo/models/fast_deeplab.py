@@ -10,12 +10,18 @@ context study (docs/context-study.md, v2) shows reading a distant cue in 7 of 8 
 most seeds, ties broken by cost. No block reached 7 of 8; ``pool`` and ``aspp`` read the cue in the most seeds,
 1 of 8 each (every low-rank block and ``none``: 0 of 8), and ``pool`` costs less at the study's size (0.289
 against 0.324 GMACs, 15.6 against 16.6 ms per image, 308 against 322 ms per training step).
+
+Why the context and decoder are He-initialised (:func:`~mfnet_zoo.layers.kaiming_init_`), as smp's decoders and
+the paper's ASPP and decoder are: with torch's default initialisation this model read the study's distant marker
+in 0 of 3 seeds where smp's DeepLabV3+ reads it in 3 of 3 (docs/fast-accuracy.md, first run); initialised as
+smp's decoder, with nothing else changed, ``pool`` reads it in 3 of 3 (docs/fast-probes.md, which also rules out
+the decoder's width, the stride, dropout and the ASPP's rates). The study's blocks had torch's default.
 """
 from __future__ import annotations
 
 from .._pretrained import encoder_only_cfg
 from .._registry import register_model, register_pretrained_cfgs
-from ..layers import TopDownDecoder, create_context
+from ..layers import TopDownDecoder, create_context, kaiming_init_
 from ._family import TEST_ENCODER, build_segmentation_model, build_variant
 from .encoder import TimmEncoder
 
@@ -38,8 +44,9 @@ def _fast_deeplab_head(encoder: TimmEncoder, num_classes: int, *, context: str =
     block = create_context(context, encoder.out_channels, context_channels, width=width, rank=rank,
                            output_stride=encoder.output_stride, base_size=tuple(base_size), seed=seed,
                            atrous_rates=atrous_rates, separable=separable_aspp)
-    return block, TopDownDecoder(skip_channels, num_classes, in_channels=context_channels,
-                                 channels=decoder_channels)
+    # He-initialised as smp's decoders and the paper's ASPP and decoder (kaiming_init_ says why)
+    return kaiming_init_(block), kaiming_init_(TopDownDecoder(skip_channels, num_classes, in_channels=context_channels,
+                                                              channels=decoder_channels))
 
 
 # 32 wide, not 16: at 16 the tiny model's logits are 1/40 of its features, and bf16's rounding of those features
