@@ -23,6 +23,7 @@ order. The JSON is written atomically after every run; ``--resume`` keeps the ru
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -90,10 +91,16 @@ def build(name: str, num_classes: int) -> nn.Module:
 
 def fast_config() -> tuple[dict, str]:
     """How ``fast_deeplab`` is built by default, the model these runs measure: its ``model_args`` less the class
-    count (recorded in the JSON, so that runs of a changed default are never mixed with runs of the old one), and
-    its context block in words (for the page)."""
+    count and a digest of its initial weights under seed 0 (so that a change of architecture or initialisation is
+    seen as well as one of arguments), recorded in the JSON so that runs of a changed default are never mixed with
+    runs of the old one; and its context block in words (for the page)."""
+    torch.manual_seed(0)
     model = create_model("fast_deeplab", encoder=ENCODER, num_classes=2)
     config = json.loads(json.dumps({k: v for k, v in model.model_args.items() if k != "num_classes"}))
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode()), digest.update(tensor.cpu().numpy().tobytes())
+    config["initial_weights_sha256"] = digest.hexdigest()
     context = model.model_args["context"]
     if isinstance(model.context, ASPP):
         rates = "/".join(map(str, model.context.atrous_rates))
@@ -266,8 +273,9 @@ def main(argv: list[str] | None = None) -> dict:
         if saved.get("fast_config") != config:  # smp's model did not change: its runs stand
             result["runs"] = [r for r in saved["runs"] if r["model"] != MODELS[0]]
             result["smp_runs_from"] = saved.get("smp_runs_from", saved["command"])
-            print(f"{json_path} measured fast_deeplab as it was built before (context {saved.get('fast_context')!r}; "
-                  f"now {context!r}): its runs dropped, smp's {len(result['runs'])} kept", flush=True)
+            print(f"{json_path} measured fast_deeplab built otherwise (context {saved.get('fast_context')!r}, now "
+                  f"{context!r}; or other arguments or initial weights): its runs dropped, smp's "
+                  f"{len(result['runs'])} kept", flush=True)
         elif "smp_runs_from" in saved:
             result["smp_runs_from"] = saved["smp_runs_from"]
     done = {(r["task"], r["model"], r["seed"]) for r in result["runs"]}

@@ -238,15 +238,17 @@ def test_fast_accuracy_script_smoke_and_page_from_json(tmp_path):
     assert run_py.with_kept_blocks("# Benchmarks\n\nnew cpu tables\n", benchmarks).count("| demo | 1 |") == 1
     with pytest.raises(SystemExit, match="holds a quick run"):
         fast_accuracy.main(["--resume", "--out-dir", str(tmp_path)])
-    # the fast model's build is recorded and its context named; runs of another default are never resumed into:
-    # they are dropped and rerun, smp's (whose model did not change) kept
+    # the fast model's build (arguments and initial weights) is recorded and its context named; runs of another
+    # build are never resumed into: they are dropped and rerun, smp's (whose model did not change) kept. Here the
+    # arguments are the same and the initial weights differ (as when the initialisation changed)
     built = create_model("fast_deeplab", encoder="test_resnet")
     assert result["fast_config"]["context"] == built.model_args["context"]
+    assert len(result["fast_config"]["initial_weights_sha256"]) == 64
     assert result["fast_context"].startswith(built.model_args["context"])
     assert f"context: `{result['fast_context']}`" in page
     smp_runs = [r for r in result["runs"] if r["model"] != "fast_deeplab"]
     (tmp_path / "fast-accuracy.json").write_text(json.dumps(
-        {**result, "fast_config": {**result["fast_config"], "context": "nmf"}, "fast_context": "nmf"}))
+        {**result, "fast_config": {**result["fast_config"], "initial_weights_sha256": "0" * 64}}))
     rerun = fast_accuracy.main(["--quick", "--resume", "--out-dir", str(tmp_path)])
     assert [r for r in rerun["runs"] if r["model"] != "fast_deeplab"] == smp_runs
     assert [(r["task"], r["model"]) for r in rerun["runs"]] == [
