@@ -12,8 +12,8 @@ def kaiming_init_(module: nn.Module) -> nn.Module:
 
     Torch's default gives a conv a sixth of that variance. With a BN after the conv the forward pass does not
     change, but training does: the small weights take larger effective steps. On the context study's global
-    scenes ``fast_deeplab`` (``pool``) reads the distant marker in 3 of 3 seeds initialised as smp's decoder, and
-    in 0 of 3 with torch's default (docs/fast-probes.md, docs/fast-accuracy.md)."""
+    scenes ``fast_deeplab`` (``pool``) reads the distant marker in 3 of 3 seeds so initialised, and in 0 of 3
+    with torch's default (docs/fast-accuracy.md, docs/fast-probes.md)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
