@@ -255,3 +255,30 @@ def test_fast_accuracy_script_smoke_and_page_from_json(tmp_path):
         (t, m) for t in fast_accuracy.TASKS for m in fast_accuracy.MODELS]
     assert rerun["smp_runs_from"] == result["command"] and "smp's runs are those of" in \
         (tmp_path / "fast-accuracy.md").read_text()
+
+
+def test_fast_probes_smoke_builds_each_kind_and_rewrites_its_page_from_json(tmp_path):
+    """benchmarks/fast_probes.py --quick on one variant of each kind (the library's models with an ASPP swapped in
+    and smp's initialisation, smp's model with other arguments), then the page from the JSON alone; a JSON whose
+    variants were defined otherwise is not resumed into."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import fast_probes
+    finally:
+        sys.path.pop(0)
+    chosen = ["fast separable aspp 6/12/18, smp init", "smp 64, rates 1/1/1"]
+    built = fast_probes.build(chosen[0], 7)
+    assert built.context.atrous_rates == (6, 12, 18) and built.context.separable
+    assert abs(built.decoder.classifier.weight.std().item() / (2 / 64 / (1 + 7 / 64)) ** 0.5 - 1) < 0.15  # xavier
+    result = fast_probes.main(["--quick", "--variants", *chosen, "--out-dir", str(tmp_path)])
+    assert [r["model"] for r in result["runs"]] == chosen and all(0 <= r["mIoU"] <= 1 for r in result["runs"])
+    page = (tmp_path / "fast-probes.md").read_text()
+    assert f"| {chosen[0]} | fast_deeplab |" in page and f"| {chosen[1]} | smp |" in page
+    assert all(f"| {name} | 0 |" in page for name in chosen)  # each run, seed 0
+    fast_probes.main(["--from-json", "--out-dir", str(tmp_path)])
+    assert (tmp_path / "fast-probes.md").read_text() == page
+    saved = json.loads((tmp_path / "fast-probes.json").read_text())
+    saved["variants"][chosen[1]][1]["decoder_atrous_rates"] = [2, 2, 2]
+    (tmp_path / "fast-probes.json").write_text(json.dumps(saved))
+    with pytest.raises(SystemExit, match="other definitions of"):
+        fast_probes.main(["--quick", "--resume", "--out-dir", str(tmp_path)])

@@ -14,9 +14,9 @@ against 0.324 GMACs, 15.6 against 16.6 ms per image, 308 against 322 ms per trai
 Why the context and decoder are He-initialised (:func:`~mfnet_zoo.layers.kaiming_init_`), as smp's decoders and
 the paper's ASPP and decoder are: with torch's default initialisation this model read the study's distant marker
 in 0 of 3 seeds where smp's DeepLabV3+ reads it in 3 of 3; He-initialised, with nothing else changed, it reads
-it in 3 of 3 (global mIoU 0.466 against 0.224, smp 0.526; docs/fast-accuracy.md), and the probes of
-docs/fast-probes.md rule out the decoder's width, the stride, dropout and the ASPP's rates. The study's blocks
-had torch's default.
+it in 3 of 3 (global mIoU 0.466 against 0.224, smp 0.526; docs/fast-accuracy.md). The probes of
+docs/fast-probes.md rule out the context's width, the stride, dropout and the ASPP's rates as what it lacked.
+The study's blocks had torch's default.
 """
 from __future__ import annotations
 
