@@ -6,9 +6,12 @@ docs/fast-probes.md and its JSON.
     python benchmarks/fast_probes.py --seeds 3 --resume --variants "fast pool, context 256"
     python benchmarks/fast_probes.py --from-json
 
-Each variant changes one thing against one of the two models fast_accuracy.py compares (``fast_deeplab`` at its
-defaults; ``smp.DeepLabV3Plus("tu-test_resnet")``): the context block's width, the block, the encoder's output
-stride, or smp's width. The JSON is written atomically after every run; ``--resume`` keeps the runs it holds.
+Each variant changes one of the two models fast_accuracy.py compares (``fast_deeplab`` as first built, with
+torch's default initialisation; ``smp.DeepLabV3Plus("tu-test_resnet")``), or the library's DeepLabV3+
+(``context_deeplab``), in one respect or, where its comment says why, two: the context's width, block, rates or
+separable branches, the encoder's output stride, smp's width, rates or dropout, and the initialisation of
+context and decoder (smp's ``initialize_decoder``/``initialize_head``). Variants, once run, are not redefined (the
+resume refuses). The JSON is written atomically after every run; ``--resume`` keeps the runs it holds.
 """
 from __future__ import annotations
 
@@ -69,9 +72,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 
 
 def build(name: str, num_classes: int) -> nn.Module:
-    """The variant's model; for the library's models, ``atrous_rates`` (and ``separable``) put an ASPP with those
-    rates in place of the context block, ``smp_init`` initialises context and decoder as smp does its decoder
-    and head (smp's own functions)."""
+    """The variant's model. For the library's models, ``atrous_rates`` (and ``separable``) put an ASPP with those
+    rates in place of the context block; context and decoder get torch's default initialisation (what every
+    library model had when these probes ran; fast_deeplab is He-initialised since), or with ``smp_init`` smp's
+    initialisation of its decoder and head (smp's own functions)."""
     model, kwargs = VARIANTS[name]
     if model == "smp":
         return SmpModel(smp.DeepLabV3Plus(f"tu-{ENCODER}", encoder_weights=None, classes=num_classes, **kwargs))
@@ -82,6 +86,9 @@ def build(name: str, num_classes: int) -> nn.Module:
     if rates is not None:
         built.context = ASPP(built.encoder.out_channels, built.decoder.in_channels, tuple(rates), dropout=0.0,
                              separable=separable)
+    for module in (*built.context.modules(), *built.decoder.modules()):
+        if isinstance(module, (nn.Conv2d, nn.BatchNorm2d)):
+            module.reset_parameters()
     if smp_init:
         initialize_decoder(built.context), initialize_decoder(built.decoder), initialize_head(built.decoder.classifier)
     return built
@@ -131,7 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
         write(result, out_dir)
         return result
     command = " ".join(["python benchmarks/fast_probes.py", *(sys.argv[1:] if argv is None else argv)])
-    result = {"command": command, "quick": args.quick, "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, smp {smp.__version__}",
+    machine = f"{platform.processor() or platform.machine()}, torch {torch.__version__}, smp {smp.__version__}"
+    result = {"command": command, "quick": args.quick, "machine": machine,
               "variants": {name: json.loads(json.dumps(VARIANTS[name])) for name in VARIANTS}, "runs": []}
     if args.resume and json_path.is_file():
         saved = json.loads(json_path.read_text())
