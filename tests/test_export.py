@@ -15,7 +15,9 @@ TRACED = (64, 64)
 # batches 1-3 at the traced size, then one not traced (odd, not square)
 SHAPES = [(1, 3, *TRACED), (2, 3, *TRACED), (3, 3, *TRACED), (2, 3, 97, 131)]
 AXES = {0: "batch", 2: "height", 3: "width"}
-ONNX_TOLERANCE = 1e-4  # absolute, on logits of ~0.3
+# of the largest |logit| at each shape (the worst measured: 1.6e-6, mfnet_lite); absolute errors grow with the
+# logits' scale, which the initialisation sets (He-initialised fast_deeplab: ~160 here, the others ~0.3)
+ONNX_TOLERANCE = 1e-4
 
 
 def _tiny(name: str, kwargs: dict, **overrides) -> torch.nn.Module:
@@ -29,9 +31,13 @@ def _session(path):
 
 
 def _worst_onnx_error(session, model: torch.nn.Module) -> float:
-    """The largest difference between the session's logits and the model's at every shape of SHAPES, after checking
-    that a model without any one of its context branches differs by more than 100 x the tolerance there."""
-    assert_context_visible(model, torch.randn(SHAPES[-1]), ONNX_TOLERANCE)
+    """The largest difference between the session's logits and the model's at every shape of SHAPES, relative to
+    the largest |logit| there, after checking that a model without any one of its context branches differs by
+    more than 100 x the tolerance there."""
+    x = torch.randn(SHAPES[-1])
+    with torch.no_grad():
+        scale = model(x).logits.abs().max().item()
+    assert_context_visible(model, x, ONNX_TOLERANCE * scale)
     worst = 0.0
     for shape in SHAPES:
         x = torch.randn(shape)
@@ -39,7 +45,7 @@ def _worst_onnx_error(session, model: torch.nn.Module) -> float:
         with torch.no_grad():
             expected = model(x).logits.numpy()
         assert out.shape == expected.shape == (shape[0], 3, *shape[2:])
-        worst = max(worst, float(np.abs(out - expected).max()))
+        worst = max(worst, float(np.abs(out - expected).max() / np.abs(expected).max()))
     return worst
 
 
