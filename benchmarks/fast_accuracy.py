@@ -89,6 +89,11 @@ def build(name: str, num_classes: int) -> nn.Module:
     return SmpModel(smp.DeepLabV3Plus(f"tu-{ENCODER}", encoder_weights=None, classes=num_classes))
 
 
+def machine() -> str:
+    """The processor and the versions that set the numbers, for the page."""
+    return f"{platform.processor() or platform.machine()}, torch {torch.__version__}, smp {smp.__version__}"
+
+
 def fast_config() -> tuple[dict, str]:
     """How ``fast_deeplab`` is built by default, the model these runs measure: its ``model_args`` less the class
     count and a digest of its initial weights under seed 0 (so that a change of architecture or initialisation is
@@ -261,10 +266,10 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = 1 if args.quick else SEEDS
     command = " ".join(["python benchmarks/fast_accuracy.py", *(sys.argv[1:] if argv is None else argv)])
     config, context = fast_config()
-    result = {"command": command, "planned": len(plan(seeds)), "quick": args.quick, "fast_config": config,
+    order = plan(seeds)
+    result = {"command": command, "planned": len(order), "quick": args.quick, "fast_config": config,
               "fast_context": context,
-              "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-                         f"smp {smp.__version__}", "runs": []}
+              "machine": machine(), "runs": []}
     if args.resume and json_path.is_file():
         saved = json.loads(json_path.read_text())
         if saved.get("quick") != args.quick:
@@ -279,13 +284,13 @@ def main(argv: list[str] | None = None) -> dict:
         elif "smp_runs_from" in saved:
             result["smp_runs_from"] = saved["smp_runs_from"]
     done = {(r["task"], r["model"], r["seed"]) for r in result["runs"]}
-    todo = [key for key in plan(seeds) if key not in done]
+    todo = [key for key in order if key not in done]
     with tempfile.TemporaryDirectory() as scratch:
         specs = tasks(args.quick, Path(scratch)) if todo else {}
         for task, name, seed in todo:
             record = run(task, name, seed, specs[task])
             result["runs"].append(record)
-            result["runs"].sort(key=lambda r: plan(seeds).index((r["task"], r["model"], r["seed"])))
+            result["runs"].sort(key=lambda r: order.index((r["task"], r["model"], r["seed"])))
             write(result, out_dir)
             print(f"[{len(result['runs'])}/{result['planned']}] {task:9s} {name:18s} seed {seed}: "
                   f"mIoU {record['mIoU']:.3f} ({record['train_seconds']:.0f} s)", flush=True)

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
-import torch
 from segmentation_models_pytorch.base.initialization import initialize_decoder, initialize_head
 from torch import nn
 
@@ -33,7 +31,7 @@ from mfnet_zoo.layers import ASPP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from context_study import READS_MARKER  # noqa: E402
-from fast_accuracy import ENCODER, ROOT, SmpModel, _pm, run, tasks  # noqa: E402
+from fast_accuracy import ENCODER, ROOT, SmpModel, _pm, machine, run, tasks  # noqa: E402
 
 # name -> (which model, its keyword arguments beyond the encoder and classes)
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -138,8 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         write(result, out_dir)
         return result
     command = " ".join(["python benchmarks/fast_probes.py", *(sys.argv[1:] if argv is None else argv)])
-    machine = f"{platform.processor() or platform.machine()}, torch {torch.__version__}, smp {smp.__version__}"
-    result = {"command": command, "quick": args.quick, "machine": machine,
+    result = {"command": command, "quick": args.quick, "machine": machine(),
               "variants": {name: json.loads(json.dumps(VARIANTS[name])) for name in VARIANTS}, "runs": []}
     if args.resume and json_path.is_file():
         saved = json.loads(json_path.read_text())
