@@ -35,12 +35,14 @@ register_pretrained_cfgs({
 
 def _fast_deeplab_head(encoder: TimmEncoder, num_classes: int, *, context: str = "pool", decoder_channels: int = 64,
                        context_channels: int | None = None, atrous_rates: tuple[int, ...] | None = None,
-                       separable_aspp: bool = False, width: int | None = None, rank: int = 64,
-                       base_size: tuple[int, int] = (16, 16), seed: int = 0):
+                       separable_aspp: bool = False, skip_strides: tuple[int, ...] = (8, 4),
+                       width: int | None = None, rank: int = 64, base_size: tuple[int, int] = (16, 16),
+                       seed: int = 0):
     # context: one of mfnet_zoo.layers.CONTEXTS (the module docstring says why pool); context_channels: its output
     # (default decoder_channels); decoder_channels: every decoder stage; atrous_rates (default: the encoder's
-    # stride's) and separable_aspp: aspp's; width, rank, base_size, seed: the other contexts'
-    skip_channels = encoder.use_skips(8, 4)
+    # stride's) and separable_aspp: aspp's; skip_strides: the encoder levels the decoder fuses, deepest first;
+    # width, rank, base_size, seed: the other contexts'
+    skip_channels = encoder.use_skips(*skip_strides)
     context_channels = decoder_channels if context_channels is None else context_channels
     block = create_context(context, encoder.out_channels, context_channels, width=width, rank=rank,
                            output_stride=encoder.output_stride, base_size=tuple(base_size), seed=seed,
