@@ -6,11 +6,11 @@ docs/fast-probes.md and its JSON.
     python benchmarks/fast_probes.py --seeds 3 --resume --variants "fast pool, context 256"
     python benchmarks/fast_probes.py --from-json
 
-Each variant changes one of the two models fast_accuracy.py compares (``fast_deeplab`` as first built, with
-torch's default initialisation; ``smp.DeepLabV3Plus("tu-test_resnet")``), or the library's DeepLabV3+
-(``context_deeplab``), in one respect or, where its comment says why, two: the context's width, block, rates or
-separable branches, the encoder's output stride, smp's width, rates or dropout, and the initialisation of
-context and decoder (smp's ``initialize_decoder``/``initialize_head``). Variants, once run, are not redefined (the
+Each variant changes one of the two models fast_accuracy.py compares (``fast_deeplab`` as first built: 64 wide,
+fusing strides 8 and 4, with torch's default initialisation; ``smp.DeepLabV3Plus("tu-test_resnet")``), or the
+library's DeepLabV3+ (``context_deeplab``), in one respect or, where its comment says why, two: the context's
+width, block, rates or separable branches, the encoder's output stride, smp's width, rates or dropout, and the
+initialisation of context and decoder (smp's ``initialize_decoder``/``initialize_head``). Variants, once run, are not redefined (the
 resume refuses). The JSON is written atomically after every run; ``--resume`` keeps the runs it holds.
 """
 from __future__ import annotations
@@ -73,11 +73,13 @@ def build(name: str, num_classes: int) -> nn.Module:
     """The variant's model. For the library's models, ``atrous_rates`` (and ``separable``) put an ASPP with those
     rates in place of the context block; context and decoder get torch's default initialisation (what every
     library model had when these probes ran; fast_deeplab is He-initialised since), or with ``smp_init`` smp's
-    initialisation of its decoder and head (smp's own functions)."""
+    initialisation of its decoder and head (smp's own functions); fast_deeplab is as it was then, 64 wide and
+    fusing strides 8 and 4, unless the variant says otherwise."""
     model, kwargs = VARIANTS[name]
     if model == "smp":
         return SmpModel(smp.DeepLabV3Plus(f"tu-{ENCODER}", encoder_weights=None, classes=num_classes, **kwargs))
-    kwargs = dict(kwargs)
+    # fast_deeplab as the probes ran: 64 wide, fusing strides 8 and 4 (its default is 128 and 16, 8, 4 since)
+    kwargs = {**({"decoder_channels": 64, "skip_strides": (8, 4)} if model == "fast_deeplab" else {}), **kwargs}
     rates, separable = kwargs.pop("atrous_rates", None), kwargs.pop("separable", False)
     smp_init = kwargs.pop("smp_init", False)
     built = create_model(model, encoder=ENCODER, num_classes=num_classes, **kwargs)

@@ -198,7 +198,7 @@ def test_fast_accuracy_page_leaves_an_undefined_orientation_out(tmp_path):
             for s, o in enumerate(orientations)]
     page = fast_accuracy.render({"command": "cmd", "planned": 24, "machine": "here", "fast_context": "pool",
                                   "runs": runs})
-    assert "| global | 3 | 0.300 ± 0.100 | 0.300 ± 0.100 | +0.000 | yes |" in page
+    assert "| global | 3 | 0.300 ± 0.100 | 0.300 ± 0.100 | +0.0000 | 0.2000 | yes |" in page
     assert "fast_deeplab 1 of 3 (orientation 0.750 ± 0.354 (1 undefined))" in page
     assert "smp DeepLabV3Plus 2 of 3 (orientation 0.820 ± 0.277)" in page
     assert "| global | fast_deeplab | 1 | 0.300 | nan |" in page

@@ -212,12 +212,21 @@ def test_lite_variant_is_smaller_than_smp_deeplabv3plus():
 
 def test_fast_variant_runs_at_stride_32_and_is_smaller_than_smp_deeplabv3plus():
     model = create_model("fast_deeplab_r50").eval()
-    assert model.output_stride == 32 and model.encoder.skip_indices == (2, 1)  # ResNet levels at strides 8, 4
-    assert sum(p.numel() for p in model.parameters()) == 23_839_125  # smp's DeepLabV3Plus(resnet50): 26,682,725
+    assert model.output_stride == 32 and model.encoder.skip_indices == (3, 2, 1)  # ResNet levels at 16, 8, 4
+    assert sum(p.numel() for p in model.parameters()) == 24_352_085  # smp's DeepLabV3Plus(resnet50): 26,682,725
     # the head He-initialised (kaiming_init_), not torch's default (a sixth of the variance)
     for conv in (model.decoder.classifier, model.context.project[0][0]):
         assert abs(conv.weight.std().item() / (2 / conv.weight[0].numel()) ** 0.5 - 1) < 0.1
     out = model(torch.randn(1, 3, 97, 97))
-    assert out.logits.shape == (1, 21, 97, 97) and out.features.shape == (1, 64, 4, 4)
+    assert out.logits.shape == (1, 21, 97, 97) and out.features.shape == (1, 128, 4, 4)
     with pytest.raises(ValueError, match="use_skips needs distinct strides among.*test_vit"):
         create_model("fast_deeplab", encoder="test_vit", output_stride=16)
+
+
+def test_fast_variant_fuses_the_levels_it_is_given():
+    model = create_model("fast_deeplab", encoder="test_resnet", num_classes=3, decoder_channels=32,
+                         skip_strides=(16, 8, 4)).eval()
+    assert model.encoder.skip_indices == (3, 2, 1) and model.decoder.skip_channels == (192, 48, 32)
+    assert model(torch.randn(1, 3, 64, 64)).logits.shape == (1, 3, 64, 64)
+    with pytest.raises(ValueError, match=r"use_skips needs distinct strides among \[16, 8, 4, 2\].*\(32, 8\)"):
+        create_model("fast_deeplab", encoder="test_resnet", skip_strides=(32, 8))
