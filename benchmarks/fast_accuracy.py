@@ -18,7 +18,9 @@ library's (``train_one_epoch``: ``SegmentationLoss``, the recipe's optimizer and
   64 px, labels 0, 1, 3 and 255 ignored) and its recipe, 10 epochs.
 
 The data are fixed (the same scenes for every seed); a seed sets the weights' initialisation and the batches'
-order. The JSON is written atomically after every run; ``--resume`` keeps the runs it holds.
+order. The JSON is written atomically after every run; ``--resume`` keeps the runs it holds. When the fast
+model's default has changed since (its arguments or initial weights), ``--resume`` keeps smp's runs, reruns the
+fast model's, and keeps the old ones under ``superseded``: the page's table of earlier defaults.
 """
 from __future__ import annotations
 
@@ -181,7 +183,8 @@ def _pm(values: list[float]) -> str:
     pixel: it does not read the marker) is left out and counted."""
     stats = seed_stats(values)
     undefined = f" ({stats['undefined']} undefined)" if stats["undefined"] else ""
-    return (f"{stats['mean']:.3f} ± {stats['std']:.3f}" if stats["n"] else "n/a") + undefined
+    value = f"{stats['mean']:.3f}" + (f" ± {stats['std']:.3f}" if stats["n"] > 1 else " (1 seed)")
+    return (value if stats["n"] else "n/a") + undefined
 
 
 def summary(result: dict) -> list[str]:
@@ -215,11 +218,49 @@ def summary(result: dict) -> list[str]:
     return lines
 
 
+def superseded(saved: dict) -> list[dict]:
+    """``saved``'s earlier defaults and its own fast runs, kept for the page when the fast model's default changes
+    (the comparison drops those runs)."""
+    return [*saved.get("superseded", []), {"command": saved["command"], "fast_config": saved.get("fast_config"),
+                                           "runs": [r for r in saved["runs"] if r["model"] == MODELS[0]]}]
+
+
+def _built_otherwise(config: dict | None, current: dict) -> str:
+    """What an earlier default's ``fast_config`` has that today's has not, in words."""
+    if config is None:
+        return "not recorded"
+    digest = "initial_weights_sha256"
+    args = [f"{k}={json.dumps(config.get(k))}" for k in sorted((set(config) | set(current)) - {digest})
+            if config.get(k) != current.get(k)]
+    return ", ".join(args) if args else ("other initial weights" if config.get(digest) != current.get(digest)
+                                         else "the same")
+
+
+def history(result: dict) -> list[str]:
+    """The earlier defaults' runs (``superseded``), one row each: what the design search measured."""
+    if not result.get("superseded"):
+        return []
+    lines = ["## The fast model's earlier defaults", "",
+             "The same comparison with `fast_deeplab` built otherwise, oldest first; their runs left the table above "
+             "when the default changed (smp's did not). `built with`: the arguments that differ from today's.", "",
+             "| built with | runs | " + " | ".join(TASKS) + " | reads the marker | from |",
+             "|---|---:|" + "---:|" * len(TASKS) + "---:|---|"]
+    for entry in result["superseded"]:
+        runs = entry["runs"]
+        cells = [_pm(v) if (v := [r["mIoU"] for r in runs if r["task"] == t]) else "-" for t in TASKS]
+        marker = [r["reads_marker"] for r in runs if r["task"] == "global"]
+        note = f" ({entry['note']})" if "note" in entry else ""
+        lines.append(f"| {_built_otherwise(entry['fast_config'], result['fast_config'])}{note} | {len(runs)} | "
+                     f"{' | '.join(cells)} | {sum(marker)} of {len(marker)} | `{entry['command']}` |")
+    return ["", *lines]
+
+
 def render(result: dict) -> str:
     """The page, from the JSON alone."""
     lines = ["# The fast model's accuracy against smp's DeepLabV3+", "",
              "<!-- written by benchmarks/fast_accuracy.py from fast-accuracy.json; rerun it (or --from-json) rather "
-             "than editing this page -->", "", *summary(result), "",
+             "than editing this page -->", "", *summary(result), *history(result), "",
+             "## Every run", "",
              "| task | model | seed | mIoU | orientation acc | train s |", "|---|---|---:|---:|---:|---:|"]
     for r in result["runs"]:
         orientation = f"{r['orientation_acc']:.3f}" if "orientation_acc" in r else "-"
@@ -278,11 +319,12 @@ def main(argv: list[str] | None = None) -> dict:
         if saved.get("fast_config") != config:  # smp's model did not change: its runs stand
             result["runs"] = [r for r in saved["runs"] if r["model"] != MODELS[0]]
             result["smp_runs_from"] = saved.get("smp_runs_from", saved["command"])
+            result["superseded"] = superseded(saved)
             print(f"{json_path} measured fast_deeplab built otherwise (context {saved.get('fast_context')!r}, now "
                   f"{context!r}; or other arguments or initial weights): its runs dropped, smp's "
                   f"{len(result['runs'])} kept", flush=True)
-        elif "smp_runs_from" in saved:
-            result["smp_runs_from"] = saved["smp_runs_from"]
+        else:
+            result.update({k: saved[k] for k in ("smp_runs_from", "superseded") if k in saved})
     done = {(r["task"], r["model"], r["seed"]) for r in result["runs"]}
     todo = [key for key in order if key not in done]
     with tempfile.TemporaryDirectory() as scratch:

@@ -253,8 +253,15 @@ def test_fast_accuracy_script_smoke_and_page_from_json(tmp_path):
     assert [r for r in rerun["runs"] if r["model"] != "fast_deeplab"] == smp_runs
     assert [(r["task"], r["model"]) for r in rerun["runs"]] == [
         (t, m) for t in fast_accuracy.TASKS for m in fast_accuracy.MODELS]
-    assert rerun["smp_runs_from"] == result["command"] and "smp's runs are those of" in \
-        (tmp_path / "fast-accuracy.md").read_text()
+    page = (tmp_path / "fast-accuracy.md").read_text()
+    assert rerun["smp_runs_from"] == result["command"] and "smp's runs are those of" in page
+    # the dropped runs are kept as an earlier default, with what it was built with otherwise
+    (earlier,) = rerun["superseded"]
+    assert earlier["runs"] == [r for r in result["runs"] if r["model"] == "fast_deeplab"]
+    assert earlier["command"] == result["command"] and "| other initial weights | 4 |" in page
+    differs = fast_accuracy._built_otherwise
+    assert differs({"a": 1, "b": [8, 4], "initial_weights_sha256": "x"}, {"a": 1, "b": [16, 8, 4]}) == "b=[8, 4]"
+    assert differs(None, {"a": 1}) == "not recorded" and differs({"a": 1}, {"a": 1}) == "the same"
 
 
 def test_fast_probes_smoke_builds_each_kind_and_rewrites_its_page_from_json(tmp_path):
@@ -269,6 +276,7 @@ def test_fast_probes_smoke_builds_each_kind_and_rewrites_its_page_from_json(tmp_
     chosen = ["fast separable aspp 6/12/18, smp init", "smp 64, rates 1/1/1"]
     built = fast_probes.build(chosen[0], 7)
     assert built.context.atrous_rates == (6, 12, 18) and built.context.separable
+    assert built.decoder.skip_channels == (48, 32)  # fast_deeplab as the probes ran: strides 8 and 4, 64 wide
     assert abs(built.decoder.classifier.weight.std().item() / (2 / 71) ** 0.5 - 1) < 0.15  # smp's head: xavier
     # the others as every library model was when the probes ran: torch's default (a third of 1 / fan-in)
     default = fast_probes.build("fast pool, context 256", 7).decoder.classifier.weight
