@@ -62,7 +62,7 @@ def _fast_deeplab_head(encoder: TimmEncoder, num_classes: int, *, context: str =
 # comes out as 2.6 % of the logits (tests/test_numerics.py measures errors against the logits' largest value)
 @register_model(test_configs={"": {"encoder": TEST_ENCODER, "decoder_channels": 32}}, head=_fast_deeplab_head)
 def fast_deeplab(pretrained: bool = False, encoder: str = "resnet50", **kwargs):
-    """A fast model on any timm encoder with stride-8 and stride-4 levels, at output stride 32 by default."""
+    """A fast model on any timm encoder with levels at strides 16, 8 and 4, at output stride 32 by default."""
     return build_segmentation_model(_fast_deeplab_head, "fast_deeplab", pretrained, encoder=encoder,
                                     **{"output_stride": 32, **kwargs})
 
