@@ -37,11 +37,11 @@ def default_args() -> dict:
     return create_model("fast_deeplab", encoder="test_resnet").model_args
 
 
-def width_rows() -> dict:
-    """smp, the floor, and the default model at each width: what the decoder's width costs."""
+def width_rows(context: str) -> dict:
+    """smp, the floor, and the default model (its ``context``) at each width: what the decoder's width costs."""
     rows = {SMP: models()[SMP], FLOOR: lambda: TimmEncoder("resnet50", output_stride=32)}
     for width in WIDTHS:
-        rows[f"fast_deeplab_r50 {default_args()['context']}, {width} wide"] = lambda w=width: create_model(
+        rows[f"fast_deeplab_r50 {context}, {width} wide"] = lambda w=width: create_model(
             "fast_deeplab_r50", decoder_channels=w)
     return rows
 
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--width", type=int, default=default_args()["decoder_channels"],
+    defaults = default_args()
+    parser.add_argument("--width", type=int, default=defaults["decoder_channels"],
                         help="the decoder width the context rows use (default: the model's)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "fast-design.md"))
     parser.add_argument("--threads", type=int, default=2)
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     size = 128 if args.quick else 512
     rounds = 3 if args.quick else args.rounds
-    widths = benchmark(width_rows(), size=size, runs=rounds, warmup=2, memory=False)
+    widths = benchmark(width_rows(defaults["context"]), size=size, runs=rounds, warmup=2, memory=False)
     contexts = benchmark(context_rows(args.width), size=size, runs=rounds, warmup=2, memory=False)
     machine = (f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, "
                f"timm {timm.__version__}, smp {smp.__version__}")
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
              f"drift, not the jitter within a round; repeated runs of one pair still differ by about 0.03x. "
              f"Regenerate: `{command}`. "
              f"The target (issue #33) is {FAST_TARGET:.2f}x smp's DeepLabV3+.", "",
-             f"## The decoder's width (context `{default_args()['context']}`)", "", *_table(widths), "",
+             f"## The decoder's width (context `{defaults['context']}`)", "", *_table(widths), "",
              f"## The context, at {args.width} wide", "", *_table(contexts)]
     out = Path(args.out)
     with atomic_path(out.with_suffix(".json")) as tmp:

@@ -10,8 +10,8 @@ Each variant changes one of the two models fast_accuracy.py compares (``fast_dee
 fusing strides 8 and 4, with torch's default initialisation; ``smp.DeepLabV3Plus("tu-test_resnet")``), or the
 library's DeepLabV3+ (``context_deeplab``), in one respect or, where its comment says why, two: the context's
 width, block, rates or separable branches, the encoder's output stride, smp's width, rates or dropout, and the
-initialisation of context and decoder (smp's ``initialize_decoder``/``initialize_head``). Variants, once run, are not redefined (the
-resume refuses). The JSON is written atomically after every run; ``--resume`` keeps the runs it holds.
+initialisation of context and decoder (smp's ``initialize_decoder``/``initialize_head``). Variants, once run, are
+not redefined (the resume refuses). The JSON is written atomically after every run; ``--resume`` keeps the runs it holds.
 """
 from __future__ import annotations
 
