@@ -264,7 +264,7 @@ def test_top_down_decoder_reads_every_skip_and_classifies_at_the_finest():
     assert logits.shape == (2, 5, 16, 20) and decoder.num_classes == 5
     for i, changed in enumerate([(s8 + 1, s4, context), (s8, s4 + 1, context), (s8, s4, context + 1)]):
         assert not torch.allclose(decoder(*changed), logits), i  # each input reaches the logits
-    assert sum(p.numel() for p in decoder.parameters()) == 2_197
+    assert sum(p.numel() for p in decoder.parameters()) == 2_629  # 2,197 + the head's separable conv (432)
     assert isinstance(TopDownDecoder((512, 256), 21).context_proj, torch.nn.Identity)  # in_channels == channels
     with pytest.raises(ValueError, match="expects 2 skips and the context, got 1 skips"):
         decoder(s4, context)
@@ -272,6 +272,28 @@ def test_top_down_decoder_reads_every_skip_and_classifies_at_the_finest():
         decoder(s4, s4, context)
     with pytest.raises(ValueError, match="at least one skip"):
         TopDownDecoder((), 5)
+
+
+def test_top_down_decoder_head_convs_refine_the_finest_stage_before_the_classifier():
+    torch.manual_seed(0)
+    features = torch.randn(2, 16, 16, 20), torch.randn(2, 32, 2, 3)
+    plain = TopDownDecoder((16,), num_classes=5, in_channels=32, channels=16, head_convs=0).eval()
+    deeper = TopDownDecoder((16,), num_classes=5, in_channels=32, channels=16, head_convs=2).eval()
+    assert len(plain.head) == 0 and len(deeper.head) == 2
+    # the shared modules carry over: only the head differs, and it changes the logits
+    deeper.load_state_dict(plain.state_dict(), strict=False)
+    randomize_bn_stats(deeper.head)
+    assert deeper(*features).shape == plain(*features).shape == (2, 5, 16, 20)
+    assert not torch.allclose(deeper(*features), plain(*features))
+    # head_convs=0: the classifier reads the last fusion directly
+    skip, context = features
+    fused = plain.refines[0](F.interpolate(plain.context_proj(context), size=skip.shape[-2:], mode="bilinear",
+                                           align_corners=True) + plain.skip_projs[0](skip))
+    torch.testing.assert_close(plain(*features), plain.classifier(fused))
+    torch.testing.assert_close(deeper(*features), deeper.classifier(deeper.head(fused)))
+    for bad in (-1, 1.0, True, "1"):
+        with pytest.raises(ValueError, match=f"head_convs must be an int >= 0, got {bad!r}"):
+            TopDownDecoder((16,), 5, head_convs=bad)
 
 
 def test_separable_single_conv_decoder():

@@ -76,26 +76,31 @@ class DeepLabV3PlusDecoder(_ClassifierMixin, nn.Module):
 class TopDownDecoder(_ClassifierMixin, nn.Module):
     """Fuse the context with finer skips, deepest first (stride 8, then 4), and classify at the finest.
 
-    At each skip: upsample to its size, add its 1x1 projection, refine with one depthwise-separable 3x3 conv.
-    A sum keeps every stage ``channels`` wide, so the stride-4 stage, the costly one (16 x the pixels of
-    stride 16), is a single separable conv at that width: what lets a stride-32 encoder with this decoder
-    run well under the cost of DeepLabV3+ at stride 16 (docs/fast-design.md).
+    At each skip: upsample to its size, add its 1x1 projection, refine with one depthwise-separable 3x3 conv;
+    then ``head_convs`` more separable convs at the finest stage before the classifier. A sum keeps every stage
+    ``channels`` wide, so the stride-4 stage, the costly one (16 x the pixels of stride 16), is two separable
+    convs at that width: what lets a stride-32 encoder with this decoder run well under the cost of DeepLabV3+
+    at stride 16 (docs/fast-design.md).
 
     Args:
         skip_channels: channels of the skips, deepest first (ResNet-50 at strides 8, 4: (512, 256)).
         num_classes: classifier outputs.
         in_channels: channels of the context features; a 1x1 conv brings them to ``channels`` if they differ.
         channels: the width of every stage.
+        head_convs: separable 3x3 convs after the last fusion (1: two at the finest stage, as DeepLabV3+'s
+            decoder has two 3x3 convs after its fusion; it places boundaries within the stride-4 cell better).
 
     forward(*skips: B x skip_channels[i] x h_i x w_i (deepest first), context: B x in_channels x h x w)
     -> B x num_classes x h_last x w_last.
     """
 
     def __init__(self, skip_channels: tuple[int, ...], num_classes: int, in_channels: int = 64,
-                 channels: int = 64) -> None:
+                 channels: int = 64, head_convs: int = 1) -> None:
         super().__init__()
         check_positive_int("num_classes", num_classes)
         check_positive_int("channels", channels)
+        if isinstance(head_convs, bool) or not isinstance(head_convs, int) or head_convs < 0:
+            raise ValueError(f"head_convs must be an int >= 0, got {head_convs!r}")
         if not skip_channels:
             raise ValueError("TopDownDecoder needs at least one skip, got skip_channels=()")
         self.skip_channels, self.in_channels = tuple(skip_channels), in_channels
@@ -104,6 +109,7 @@ class TopDownDecoder(_ClassifierMixin, nn.Module):
         self.skip_projs = nn.ModuleList(Conv2dNormActivation(c, channels, kernel_size=1, activation_layer=None)
                                         for c in skip_channels)
         self.refines = nn.ModuleList(separable_conv_bn_relu(channels, channels) for _ in skip_channels)
+        self.head = nn.Sequential(*(separable_conv_bn_relu(channels, channels) for _ in range(head_convs)))
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, *features: torch.Tensor) -> torch.Tensor:
@@ -118,7 +124,7 @@ class TopDownDecoder(_ClassifierMixin, nn.Module):
             # align_corners=True as every upsampling in the library (the paper's code)
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=True)
             x = refine(x + proj(skip))
-        return self.classifier(x)
+        return self.classifier(self.head(x))
 
 
 class ClassifierDecoder(_ClassifierMixin, nn.Module):
