@@ -73,13 +73,15 @@ def build(name: str, num_classes: int) -> nn.Module:
     """The variant's model. For the library's models, ``atrous_rates`` (and ``separable``) put an ASPP with those
     rates in place of the context block; context and decoder get torch's default initialisation (what every
     library model had when these probes ran; fast_deeplab is He-initialised since), or with ``smp_init`` smp's
-    initialisation of its decoder and head (smp's own functions); fast_deeplab is as it was then, 64 wide and
-    fusing strides 8 and 4, unless the variant says otherwise."""
+    initialisation of its decoder and head (smp's own functions); fast_deeplab is as it was then, 64 wide,
+    fusing strides 8 and 4 and with no head conv, unless the variant says otherwise."""
     model, kwargs = VARIANTS[name]
     if model == "smp":
         return SmpModel(smp.DeepLabV3Plus(f"tu-{ENCODER}", encoder_weights=None, classes=num_classes, **kwargs))
-    # fast_deeplab as the probes ran: 64 wide, fusing strides 8 and 4 (its default is 128 and 16, 8, 4 since)
-    kwargs = {**({"decoder_channels": 64, "skip_strides": (8, 4)} if model == "fast_deeplab" else {}), **kwargs}
+    # fast_deeplab as the probes ran: 64 wide, fusing strides 8 and 4, no head conv (its default is 128 wide, 16, 8, 4
+    # and one head conv since)
+    as_then = {"decoder_channels": 64, "skip_strides": (8, 4), "head_convs": 0}
+    kwargs = {**(as_then if model == "fast_deeplab" else {}), **kwargs}
     rates, separable = kwargs.pop("atrous_rates", None), kwargs.pop("separable", False)
     smp_init = kwargs.pop("smp_init", False)
     built = create_model(model, encoder=ENCODER, num_classes=num_classes, **kwargs)

@@ -276,7 +276,8 @@ def test_fast_probes_smoke_builds_each_kind_and_rewrites_its_page_from_json(tmp_
     chosen = ["fast separable aspp 6/12/18, smp init", "smp 64, rates 1/1/1"]
     built = fast_probes.build(chosen[0], 7)
     assert built.context.atrous_rates == (6, 12, 18) and built.context.separable
-    assert built.decoder.skip_channels == (48, 32)  # fast_deeplab as the probes ran: strides 8 and 4, 64 wide
+    # fast_deeplab as the probes ran: strides 8 and 4, 64 wide, no head conv
+    assert built.decoder.skip_channels == (48, 32) and len(built.decoder.head) == 0
     assert abs(built.decoder.classifier.weight.std().item() / (2 / 71) ** 0.5 - 1) < 0.15  # smp's head: xavier
     # the others as every library model was when the probes ran: torch's default (a third of 1 / fan-in)
     default = fast_probes.build("fast pool, context 256", 7).decoder.classifier.weight
