@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -36,6 +35,7 @@ from mfnet_zoo.benchmark import benchmark_training
 from mfnet_zoo.layers import EMAUnit, FactorizationContext, create_context
 from mfnet_zoo.layers.factorization import BASES_GRAD
 from mfnet_zoo.profiling import peak_memory
+from mfnet_zoo.run_record import cpu_name
 
 # the context study's block size (benchmarks/context_study.py: Study, ENCODER test_resnet, STRIDE 16)
 STUDY = {"in_channels": 96, "out_channels": 64, "width": 96, "rank": 16, "grid": 224 // 16, "batch": 8}
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = measure_blocks(args.block_runs)
     if not args.skip_model:
         rows += measure_model_context(args.block_runs) + measure_model(args.model_runs)
-    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads; float32, train mode\n")
     print(table(rows))
 

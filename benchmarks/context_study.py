@@ -49,6 +49,7 @@ from mfnet_zoo.data.synthetic import context_scene_layout
 from mfnet_zoo.demo import DEMO_CONFIG
 from mfnet_zoo.layers import CONTEXTS, create_context
 from mfnet_zoo.metrics import SegmentationMetrics
+from mfnet_zoo.run_record import cpu_name
 from mfnet_zoo.train import Trainer, seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -912,17 +913,9 @@ def finish(out_dir: Path) -> dict:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import timm
 
-    return {"cpu": f"{cpu}, {os.cpu_count()} vCPUs", "threads": torch.get_num_threads(), "torch": torch.__version__,
+    return {"cpu": f"{cpu_name()}, {os.cpu_count()} vCPUs", "threads": torch.get_num_threads(), "torch": torch.__version__,
             "timm": timm.__version__, "mfnet_zoo": mfnet_zoo.__version__, "python": platform.python_version()}
 
 

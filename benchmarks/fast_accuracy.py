@@ -27,10 +27,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +49,7 @@ from mfnet_zoo.layers import ASPP
 from mfnet_zoo.losses import SegmentationLoss
 from mfnet_zoo.models import SegmentationOutput
 from mfnet_zoo.presets import PRESETS
+from mfnet_zoo.run_record import cpu_name
 from mfnet_zoo.train import build_optimizer, evaluate, seed_everything, train_one_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,8 +93,9 @@ def build(name: str, num_classes: int) -> nn.Module:
 
 
 def machine() -> str:
-    """The processor and the versions that set the numbers, for the page."""
-    return f"{platform.processor() or platform.machine()}, torch {torch.__version__}, smp {smp.__version__}"
+    """The processor and the versions that set the numbers, for the page (each run records its CPU as well: the
+    same seed trains to another mIoU on another CPU, by float rounding, as far as another seed does)."""
+    return f"{cpu_name()}, torch {torch.__version__}, smp {smp.__version__}"
 
 
 def fast_config() -> tuple[dict, str]:
@@ -161,7 +163,8 @@ def run(task: str, name: str, seed: int, spec: tuple, build_model: Callable[[str
     for _ in range(cfg.epochs):
         train_one_epoch(model, loader, criterion, optimizer, scheduler, amp=cfg.amp, channels_last=cfg.channels_last,
                         clip_grad_norm=cfg.clip_grad_norm, progress=False)
-    record = {"task": task, "model": name, "seed": seed, "train_seconds": round(time.perf_counter() - start, 1)}
+    record = {"task": task, "model": name, "seed": seed, "train_seconds": round(time.perf_counter() - start, 1),
+              "cpu": cpu_name()}
     val = DataLoader(val_set, batch_size=50)
     if task in ("global", "local"):  # the study's scoring
         scores = evaluate_run(model, val)
@@ -187,6 +190,12 @@ def _pm(values: list[float]) -> str:
     return (value if stats["n"] else "n/a") + undefined
 
 
+def _by_cpu(runs: list[dict]) -> str:
+    """Which CPUs ran the runs, with their counts (per model: a comparison across CPUs pairs no seed exactly)."""
+    counts = Counter((r.get("cpu", "not recorded"), r["model"]) for r in runs)
+    return "; ".join(f"{cpu}: {n} of {model}" for (cpu, model), n in sorted(counts.items()))
+
+
 def summary(result: dict) -> list[str]:
     """The comparison, one row per task with every model's runs, and the marker counts: the page's top and
     docs/benchmarks.md's section."""
@@ -196,7 +205,7 @@ def summary(result: dict) -> list[str]:
              "by the same loop with the same recipe and seeds (benchmarks/fast_accuracy.py says how); mIoU on the "
              "held-out set, mean ± sample std (ddof 1) over seeds. The bar (issue #33): the fast model's mean within "
              f"one std of smp's, or above it. `{result['command']}`, {len(runs)} of {result['planned']} runs, "
-             f"{result['machine']}."
+             f"{result['machine']}; runs by CPU: {_by_cpu(runs)}."
              + (f" smp's runs are those of `{result['smp_runs_from']}`, kept when the fast model's default changed "
                 "(smp's model did not)." if "smp_runs_from" in result else ""), "",
              "| task | seeds | fast_deeplab mIoU | smp DeepLabV3Plus mIoU | fast - smp | the bar: smp's mean - std | "
@@ -261,11 +270,11 @@ def render(result: dict) -> str:
              "<!-- written by benchmarks/fast_accuracy.py from fast-accuracy.json; rerun it (or --from-json) rather "
              "than editing this page -->", "", *summary(result), *history(result), "",
              "## Every run", "",
-             "| task | model | seed | mIoU | orientation acc | train s |", "|---|---|---:|---:|---:|---:|"]
+             "| task | model | seed | mIoU | orientation acc | train s | CPU |", "|---|---|---:|---:|---:|---:|---|"]
     for r in result["runs"]:
         orientation = f"{r['orientation_acc']:.3f}" if "orientation_acc" in r else "-"
         lines.append(f"| {r['task']} | {r['model']} | {r['seed']} | {r['mIoU']:.3f} | {orientation} | "
-                     f"{r['train_seconds']:.0f} |")
+                     f"{r['train_seconds']:.0f} | {r.get('cpu', 'not recorded')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -296,6 +305,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out-dir", default=str(ROOT / "docs"))
     parser.add_argument("--resume", action="store_true", help="keep the runs already in the JSON, run the rest")
     parser.add_argument("--commit", action="store_true", help="git commit the JSON and the page after every run")
+    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS),
+                        help="run only these tasks' runs (default: all); the others stay as the JSON has them")
     parser.add_argument("--from-json", action="store_true", help="rewrite the page from the JSON alone")
     args = parser.parse_args(argv)
     out_dir = Path(args.out_dir)
@@ -326,9 +337,13 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             result.update({k: saved[k] for k in ("smp_runs_from", "superseded") if k in saved})
     done = {(r["task"], r["model"], r["seed"]) for r in result["runs"]}
-    todo = [key for key in order if key not in done]
+    todo = [key for key in order if key not in done and key[0] in args.tasks]
     with tempfile.TemporaryDirectory() as scratch:
         specs = tasks(args.quick, Path(scratch)) if todo else {}
+        emulated = sorted({task for task, _, _ in todo if specs[task][0].amp == "bf16"})
+        if emulated and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            print(f"warning: {cpu_name()} has no native bf16, which the {', '.join(emulated)} recipe autocasts to: "
+                  f"its runs take ~6x as long as on one that has (--tasks demo own-data runs the rest)", flush=True)
         for task, name, seed in todo:
             record = run(task, name, seed, specs[task])
             result["runs"].append(record)

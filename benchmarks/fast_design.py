@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
@@ -24,6 +23,7 @@ from mfnet_zoo import create_model
 from mfnet_zoo._atomic import atomic_path
 from mfnet_zoo.benchmark import benchmark, paired_ratio
 from mfnet_zoo.models import TimmEncoder
+from mfnet_zoo.run_record import cpu_name
 
 from run import FAST_TARGET, ROOT, SMP, models
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     rounds = 3 if args.quick else args.rounds
     widths = benchmark(width_rows(defaults["context"]), size=size, runs=rounds, warmup=2, memory=False)
     contexts = benchmark(context_rows(args.width), size=size, runs=rounds, warmup=2, memory=False)
-    machine = (f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, "
+    machine = (f"{cpu_name()}, {args.threads} threads, torch {torch.__version__}, "
                f"timm {timm.__version__}, smp {smp.__version__}")
     command = "python benchmarks/fast_design.py" + (" --quick" if args.quick else "")
     lines = ["# The fast model's design, measured", "",

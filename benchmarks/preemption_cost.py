@@ -16,13 +16,14 @@ rounds of ``--steps`` steps each; rank 0 prints the median ms per step and the r
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from mfnet_zoo.run_record import cpu_name
 
 
 def save_every(rounds: int, every: int) -> None:
@@ -41,7 +42,7 @@ def save_every(rounds: int, every: int) -> None:
             seconds[label].append(record["train"]["seconds"])
     demo.DEMO_CONFIG = base
     reference = statistics.median(seconds["epoch ends only"])
-    print(f"demo epoch (200 steps), {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+    print(f"demo epoch (200 steps), {cpu_name()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {rounds} interleaved rounds\n")
     print("| checkpoints | train s / epoch (median) | min | ratio |\n|---|---|---|---|")
     for label, values in seconds.items():
@@ -82,7 +83,7 @@ def find_unused(rounds: int, steps: int) -> None:
             ms[flag].append((time.perf_counter() - start) / steps * 1000)
     if rank == 0:
         before = statistics.median(ms[True])
-        print(f"DDP (gloo), {world} processes, {platform.processor() or platform.machine()}, torch "
+        print(f"DDP (gloo), {world} processes, {cpu_name()}, torch "
               f"{torch.__version__}, {torch.get_num_threads()} thread(s) each, demo model, batch 8 x 64 x 64 per "
               f"process, {rounds} interleaved rounds of {steps} steps\n")
         print("| find_unused_parameters | ms / step (median) | min | ratio |\n|---|---|---|---|")

@@ -11,7 +11,6 @@ of docs/benchmarks.md is written by benchmarks/gpu.py and kept as it is.
 from __future__ import annotations
 
 import argparse
-import platform
 import re
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from mfnet_zoo._atomic import atomic_path
 from mfnet_zoo.benchmark import benchmark, benchmark_training, paired_ratio
 from mfnet_zoo.layers import ASPP, EMAContext, FactorizationContext
 from mfnet_zoo.inference import autocast
+from mfnet_zoo.run_record import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SMP = "smp DeepLabV3Plus r50 OS16"
@@ -208,7 +208,7 @@ def main() -> None:
     ctx = [_by_name(benchmark(contexts(), input_shape=shape, runs=r)) for shape, r in ((small_ctx, runs * 3),
                                                                                        (large_ctx, runs))]
 
-    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+    machine = (f"{cpu_name()}, {torch.get_num_threads()} threads, "
                f"torch {torch.__version__}, timm {timm.__version__}, smp {smp.__version__}, "
                f"torchvision {torchvision.__version__}, mfnet_zoo {mfnet_zoo.__version__}")
     lines = [

@@ -24,7 +24,7 @@ from torch import nn
 from ._constants import DATASETS
 from .version import __version__
 
-__all__ = ["RUN_FILE", "library_versions", "hardware", "data_record", "run_record", "read_run_file",
+__all__ = ["RUN_FILE", "library_versions", "cpu_name", "hardware", "data_record", "run_record", "read_run_file",
            "run_file_args", "rerun_config", "dataclass_from_dict"]
 
 RUN_FILE = "run.json"  # a run's resolved configuration, in the run folder and in its model folder
@@ -46,14 +46,27 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_name() -> str:
+    """The CPU's model name and torch's vector capability, e.g. "AMD EPYC, AVX2", for records and benchmark pages.
+
+    ``platform.processor()`` is empty on Linux and ``platform.machine()`` says only "x86_64", which does not tell an
+    AVX-512/AMX Xeon from an AVX2-only EPYC: on the latter bf16 autocast is emulated, ~6x slower than fp32."""
+    name = platform.processor() or platform.machine()
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}"
+
+
 def hardware(device: torch.device | str, world_size: int = 1) -> str:
     """One line naming what a run ran on: the GPU model (times the process count) or the CPU and its threads."""
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_available():
         name = torch.cuda.get_device_name(device)
     elif device.type == "cpu":
-        cpu = platform.processor() or platform.machine()
-        name = f"CPU ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+        name = f"CPU ({cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
     else:
         name = str(device)
     return f"{world_size} x {name}" if world_size > 1 else name

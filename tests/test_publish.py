@@ -217,3 +217,24 @@ def test_a_hand_assembled_model_trains_without_a_model_folder(tmp_path):
         Trainer(model, loader, None, TrainConfig(epochs=1, batch_size=4, crop_size=32), tmp_path, progress=False).fit()
     assert (tmp_path / "last.pt").is_file() and (tmp_path / "run.json").is_file()
     assert not (tmp_path / "model").exists() and not list(tmp_path.glob(".model.*"))
+
+
+def test_cpu_name_names_the_processor_model_not_only_the_architecture(monkeypatch):
+    # platform.processor() is "" on Linux and platform.machine() "x86_64": neither tells an AVX2-only EPYC (bf16
+    # emulated, ~6x slower) from an AMX Xeon, and run records and benchmark pages compare across such machines
+    from mfnet_zoo import run_record
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else ())
+              if line.startswith("model name")]
+    if models:
+        assert run_record.cpu_name() == f"{models[0]}, {capability}"
+    assert f"CPU ({run_record.cpu_name()}, " in run_record.hardware("cpu")
+
+    def unreadable(self, *args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(Path, "read_text", unreadable)
+    monkeypatch.setattr(run_record.platform, "processor", lambda: "")
+    assert run_record.cpu_name() == f"{run_record.platform.machine()}, {capability}"
