@@ -186,7 +186,8 @@ def _pm(values: list[float]) -> str:
     pixel: it does not read the marker) is left out and counted."""
     stats = seed_stats(values)
     undefined = f" ({stats['undefined']} undefined)" if stats["undefined"] else ""
-    value = f"{stats['mean']:.3f}" + (f" ± {stats['std']:.3f}" if stats["n"] > 1 else " (1 seed)")
+    digits = 4 if stats["n"] > 1 and stats["std"] < 0.0005 else 3  # at the ceiling (own-data) 3 would say ± 0.000
+    value = f"{stats['mean']:.{digits}f}" + (f" ± {stats['std']:.{digits}f}" if stats["n"] > 1 else " (1 seed)")
     return (value if stats["n"] else "n/a") + undefined
 
 
