@@ -37,8 +37,9 @@ def readme_demo_figures() -> set[tuple[str, str]]:
 
 
 def test_the_readme_records_the_demos_figures_for_each_cpu():
-    # the parser finds what the README records today (AMD EPYC, Intel Xeon); another CPU may be added
-    assert readme_demo_figures() >= {("0.725", "0.909"), ("0.702", "0.902")}
+    # the parser finds what the README records today (AMD EPYC with avx512_bf16, Intel Xeon, AVX2-only AMD EPYC);
+    # another CPU may be added
+    assert readme_demo_figures() >= {("0.725", "0.909"), ("0.702", "0.902"), ("0.675", "0.894")}
 
 
 @pytest.mark.slow
