@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = measure_blocks(args.block_runs)
     if not args.skip_model:
         rows += measure_model_context(args.block_runs) + measure_model(args.model_runs)
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads; float32, train mode\n")
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          "float32, train mode\n")
     print(table(rows))
 
 

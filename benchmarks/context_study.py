@@ -915,8 +915,9 @@ def finish(out_dir: Path) -> dict:
 def machine() -> dict:
     import timm
 
-    return {"cpu": f"{cpu_name()}, {os.cpu_count()} vCPUs", "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "timm": timm.__version__, "mfnet_zoo": mfnet_zoo.__version__, "python": platform.python_version()}
+    return {"cpu": f"{cpu_name()}, {os.cpu_count()} vCPUs", "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "timm": timm.__version__, "mfnet_zoo": mfnet_zoo.__version__,
+            "python": platform.python_version()}
 
 
 def git_commit(json_path: Path, message: str, also: tuple[Path, ...] = ()) -> bool:

@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     rounds = 3 if args.quick else args.rounds
     widths = benchmark(width_rows(defaults["context"]), size=size, runs=rounds, warmup=2, memory=False)
     contexts = benchmark(context_rows(args.width), size=size, runs=rounds, warmup=2, memory=False)
-    machine = (f"{cpu_name()}, {args.threads} threads, torch {torch.__version__}, "
-               f"timm {timm.__version__}, smp {smp.__version__}")
+    machine = (f"{cpu_name()}, {args.threads} threads, torch {torch.__version__}, timm {timm.__version__}, "
+               f"smp {smp.__version__}")
     command = "python benchmarks/fast_design.py" + (" --quick" if args.quick else "")
     lines = ["# The fast model's design, measured", "",
              f"CPU latency at {size} x {size}, batch 1, fp32, eval mode, random weights; median and min of {rounds} "

@@ -42,8 +42,8 @@ def save_every(rounds: int, every: int) -> None:
             seconds[label].append(record["train"]["seconds"])
     demo.DEMO_CONFIG = base
     reference = statistics.median(seconds["epoch ends only"])
-    print(f"demo epoch (200 steps), {cpu_name()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {rounds} interleaved rounds\n")
+    print(f"demo epoch (200 steps), {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{rounds} interleaved rounds\n")
     print("| checkpoints | train s / epoch (median) | min | ratio |\n|---|---|---|---|")
     for label, values in seconds.items():
         print(f"| {label} | {statistics.median(values):.2f} | {min(values):.2f} | "
@@ -83,8 +83,8 @@ def find_unused(rounds: int, steps: int) -> None:
             ms[flag].append((time.perf_counter() - start) / steps * 1000)
     if rank == 0:
         before = statistics.median(ms[True])
-        print(f"DDP (gloo), {world} processes, {cpu_name()}, torch "
-              f"{torch.__version__}, {torch.get_num_threads()} thread(s) each, demo model, batch 8 x 64 x 64 per "
+        print(f"DDP (gloo), {world} processes, {cpu_name()}, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} thread(s) each, demo model, batch 8 x 64 x 64 per "
               f"process, {rounds} interleaved rounds of {steps} steps\n")
         print("| find_unused_parameters | ms / step (median) | min | ratio |\n|---|---|---|---|")
         for flag, values in ms.items():
