@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
-from .._checks import check_feature_map, check_positive_int
+from .._checks import check_feature_map, check_positive_int, is_positive_int
 from .separable import separable_conv_bn_relu
 
 __all__ = ["DeepLabV3PlusDecoder", "ClassifierDecoder", "TopDownDecoder"]
@@ -76,17 +76,19 @@ class DeepLabV3PlusDecoder(_ClassifierMixin, nn.Module):
 class TopDownDecoder(_ClassifierMixin, nn.Module):
     """Fuse the context with finer skips, deepest first (stride 8, then 4), and classify at the finest.
 
-    At each skip: upsample to its size, add its 1x1 projection, refine with one depthwise-separable 3x3 conv;
-    then ``head_convs`` more separable convs at the finest stage before the classifier. A sum keeps every stage
-    ``channels`` wide, so the stride-4 stage, the costly one (16 x the pixels of stride 16), is two separable
-    convs at that width: what lets a stride-32 encoder with this decoder run well under the cost of DeepLabV3+
-    at stride 16 (docs/fast-design.md).
+    At each skip: upsample to its size, add its 1x1 projection, refine with one depthwise-separable 3x3 conv
+    that also brings the sum to the next stage's width; then ``head_convs`` more separable convs at the finest
+    stage before the classifier. A sum keeps each stage one width wide. The finest stage is the costly one (16 x
+    the pixels of stride 16, and on a CPU its depthwise convs and bilinear upsampling are bound by memory, not
+    MACs), so it can run narrower than the others: ``channels=(128, 128, 32)`` is what lets a stride-32 encoder
+    with this decoder run well under the cost of DeepLabV3+ at stride 16 (docs/fast-design.md).
 
     Args:
         skip_channels: channels of the skips, deepest first (ResNet-50 at strides 8, 4: (512, 256)).
         num_classes: classifier outputs.
-        in_channels: channels of the context features; a 1x1 conv brings them to ``channels`` if they differ.
-        channels: the width of every stage.
+        in_channels: channels of the context features (default: the first stage's width); a 1x1 conv brings them
+            to that width if they differ.
+        channels: the width of every stage, or one width per skip, deepest first.
         head_convs: separable 3x3 convs after the last fusion (1: two at the finest stage, as DeepLabV3+'s
             decoder has two 3x3 convs after its fusion; it places boundaries within the stride-4 cell better).
 
@@ -94,23 +96,25 @@ class TopDownDecoder(_ClassifierMixin, nn.Module):
     -> B x num_classes x h_last x w_last.
     """
 
-    def __init__(self, skip_channels: tuple[int, ...], num_classes: int, in_channels: int = 64,
-                 channels: int = 64, head_convs: int = 1) -> None:
+    def __init__(self, skip_channels: tuple[int, ...], num_classes: int, in_channels: int | None = None,
+                 channels: int | tuple[int, ...] = 64, head_convs: int = 1) -> None:
         super().__init__()
         check_positive_int("num_classes", num_classes)
-        check_positive_int("channels", channels)
         if isinstance(head_convs, bool) or not isinstance(head_convs, int) or head_convs < 0:
             raise ValueError(f"head_convs must be an int >= 0, got {head_convs!r}")
         if not skip_channels:
             raise ValueError("TopDownDecoder needs at least one skip, got skip_channels=()")
-        self.skip_channels, self.in_channels = tuple(skip_channels), in_channels
-        self.context_proj = (nn.Identity() if in_channels == channels
-                             else Conv2dNormActivation(in_channels, channels, kernel_size=1))
-        self.skip_projs = nn.ModuleList(Conv2dNormActivation(c, channels, kernel_size=1, activation_layer=None)
-                                        for c in skip_channels)
-        self.refines = nn.ModuleList(separable_conv_bn_relu(channels, channels) for _ in skip_channels)
-        self.head = nn.Sequential(*(separable_conv_bn_relu(channels, channels) for _ in range(head_convs)))
-        self.classifier = nn.Conv2d(channels, num_classes, 1)
+        widths = _stage_widths(channels, len(skip_channels))
+        in_channels = widths[0] if in_channels is None else in_channels
+        self.skip_channels, self.in_channels, self.channels = tuple(skip_channels), in_channels, widths
+        self.context_proj = (nn.Identity() if in_channels == widths[0]
+                             else Conv2dNormActivation(in_channels, widths[0], kernel_size=1))
+        self.skip_projs = nn.ModuleList(Conv2dNormActivation(c, w, kernel_size=1, activation_layer=None)
+                                        for c, w in zip(skip_channels, widths))
+        self.refines = nn.ModuleList(separable_conv_bn_relu(w, next_w)
+                                     for w, next_w in zip(widths, widths[1:] + widths[-1:]))
+        self.head = nn.Sequential(*(separable_conv_bn_relu(widths[-1], widths[-1]) for _ in range(head_convs)))
+        self.classifier = nn.Conv2d(widths[-1], num_classes, 1)
 
     def forward(self, *features: torch.Tensor) -> torch.Tensor:
         *skips, context = features
@@ -125,6 +129,18 @@ class TopDownDecoder(_ClassifierMixin, nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=True)
             x = refine(x + proj(skip))
         return self.classifier(self.head(x))
+
+
+def _stage_widths(channels: int | tuple[int, ...] | list[int], num_stages: int) -> tuple[int, ...]:
+    """``channels`` as one width per stage: an int is every stage's; a sequence must hold ``num_stages`` widths
+    (config.json gives it back as a list)."""
+    if is_positive_int(channels):
+        return (channels,) * num_stages
+    if not (isinstance(channels, (tuple, list)) and len(channels) == num_stages
+            and all(is_positive_int(width) for width in channels)):
+        raise ValueError(f"channels must be a positive int or {num_stages} of them (one per skip, deepest first), "
+                         f"got {channels!r}")
+    return tuple(channels)
 
 
 class ClassifierDecoder(_ClassifierMixin, nn.Module):
