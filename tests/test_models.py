@@ -213,10 +213,11 @@ def test_lite_variant_is_smaller_than_smp_deeplabv3plus():
 def test_fast_variant_runs_at_stride_32_and_is_smaller_than_smp_deeplabv3plus():
     model = create_model("fast_deeplab_r50").eval()
     assert model.output_stride == 32 and model.encoder.skip_indices == (3, 2, 1)  # ResNet levels at 16, 8, 4
-    assert sum(p.numel() for p in model.parameters()) == 24_369_877  # smp's DeepLabV3Plus(resnet50): 26,682,725
-    # two separable convs at stride 4 (head_convs=1); without the second, the model before it
-    assert len(model.decoder.head) == 1 and sum(
-        p.numel() for p in create_model("fast_deeplab_r50", head_convs=0).parameters()) == 24_352_085
+    assert sum(p.numel() for p in model.parameters()) == 24_297_781  # smp's DeepLabV3Plus(resnet50): 26,682,725
+    # two separable convs at stride 4 (head_convs=1), 32 wide; the stages at 16 and 8 are 128 wide, as the context
+    assert len(model.decoder.head) == 1 and model.decoder.channels == (128, 128, 32)
+    assert model.decoder.in_channels == 128 and sum(
+        p.numel() for p in create_model("fast_deeplab_r50", decoder_channels=128).parameters()) == 24_369_877
     # the head He-initialised (kaiming_init_), not torch's default (a sixth of the variance)
     for conv in (model.decoder.classifier, model.context.project[0][0]):
         assert abs(conv.weight.std().item() / (2 / conv.weight[0].numel()) ** 0.5 - 1) < 0.1

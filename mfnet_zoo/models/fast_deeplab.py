@@ -55,11 +55,12 @@ def _fast_deeplab_head(encoder: TimmEncoder, num_classes: int, *, context: str =
     # per skip); atrous_rates (default: the encoder's stride's) and separable_aspp: aspp's; skip_strides: the
     # encoder levels the decoder fuses, deepest first; head_convs: TopDownDecoder's (separable convs after the
     # last fusion); width, rank, base_size, seed: the other contexts'
+    skip_channels = encoder.use_skips(*skip_strides)
     if isinstance(decoder_channels, (tuple, list)) and len(decoder_channels) != len(skip_strides):
         raise ValueError(f"decoder_channels needs one width per skip stride {tuple(skip_strides)} (or one int), got "
                          f"{decoder_channels!r}")
     # He-initialised as smp's decoders and the paper's ASPP and decoder (kaiming_init_ says why)
-    decoder = kaiming_init_(TopDownDecoder(encoder.use_skips(*skip_strides), num_classes, in_channels=context_channels,
+    decoder = kaiming_init_(TopDownDecoder(skip_channels, num_classes, in_channels=context_channels,
                                            channels=decoder_channels, head_convs=head_convs))
     block = create_context(context, encoder.out_channels, decoder.in_channels, width=width, rank=rank,
                            output_stride=encoder.output_stride, base_size=tuple(base_size), seed=seed,
