@@ -1,4 +1,6 @@
 """The blocks on their own: shapes, the paper's formulas, EM and NMF behaviour, bad arguments."""
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -272,6 +274,27 @@ def test_top_down_decoder_reads_every_skip_and_classifies_at_the_finest():
         decoder(s4, s4, context)
     with pytest.raises(ValueError, match="at least one skip"):
         TopDownDecoder((), 5)
+
+
+def test_top_down_decoder_stages_can_narrow_toward_the_finest():
+    torch.manual_seed(0)
+    decoder = TopDownDecoder((24, 16), num_classes=5, channels=(32, 8)).eval()
+    randomize_bn_stats(decoder)
+    assert decoder.channels == (32, 8) and decoder.in_channels == 32  # the context comes in at the first width
+    assert isinstance(decoder.context_proj, torch.nn.Identity)
+    # each refine brings its stage's sum to the next stage's width; the head and classifier are the last's
+    assert [r[1][0].out_channels for r in decoder.refines] == [8, 8] and decoder.classifier.in_channels == 8
+    assert [p[0].out_channels for p in decoder.skip_projs] == [32, 8]
+    s8, s4, context = torch.randn(2, 24, 8, 10), torch.randn(2, 16, 16, 20), torch.randn(2, 32, 2, 3)
+    assert decoder(s8, s4, context).shape == (2, 5, 16, 20)
+    assert sum(p.numel() for p in decoder.parameters()) < sum(
+        p.numel() for p in TopDownDecoder((24, 16), num_classes=5, channels=32).parameters())
+    # one int is every stage's width; a list (as config.json gives it back) is a tuple
+    assert TopDownDecoder((24, 16), 5, channels=16).channels == (16, 16)
+    assert TopDownDecoder((24, 16), 5, channels=[32, 8]).channels == (32, 8)
+    for bad in ((32,), (32, 8, 8), (32, 0), (32, 8.0), "32", True):
+        with pytest.raises(ValueError, match=f"channels must be a positive int or 2 of them.*got {re.escape(repr(bad))}"):
+            TopDownDecoder((24, 16), 5, channels=bad)
 
 
 def test_top_down_decoder_head_convs_refine_the_finest_stage_before_the_classifier():

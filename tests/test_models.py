@@ -234,3 +234,8 @@ def test_fast_variant_fuses_the_levels_it_is_given():
     assert model(torch.randn(1, 3, 64, 64)).logits.shape == (1, 3, 64, 64)
     with pytest.raises(ValueError, match=r"use_skips needs distinct strides among \[16, 8, 4, 2\].*\(32, 8\)"):
         create_model("fast_deeplab", encoder="test_resnet", skip_strides=(32, 8))
+    # the default widths are three, one per default skip: fewer skips need their own widths
+    with pytest.raises(ValueError, match=r"decoder_channels needs one width per skip stride \(8, 4\).*\(128, 128, 32\)"):
+        create_model("fast_deeplab", encoder="test_resnet", skip_strides=(8, 4))
+    assert create_model("fast_deeplab", encoder="test_resnet", skip_strides=(8, 4),
+                        decoder_channels=(64, 32)).decoder.channels == (64, 32)
