@@ -1,4 +1,4 @@
-"""How wide the fast model's decoder can be, and which context it can afford: CPU latency against smp's
+"""How wide the fast model's decoder stages can be, and which context it can afford: CPU latency against smp's
 DeepLabV3+ (ResNet-50, output stride 16), all in one interleaved run; writes docs/fast-design.md and its JSON.
 
     python benchmarks/fast_design.py             # ~5 minutes on 2 CPU cores
@@ -6,7 +6,8 @@ DeepLabV3+ (ResNet-50, output stride 16), all in one interleaved run; writes doc
 
 Two runs, each interleaved against smp's DeepLabV3+ (the reference, 1.00x): (1) the ResNet-50 encoder alone at
 output stride 32 (the floor any stride-32 design stands on) and ``fast_deeplab_r50`` with its default context at
-each decoder width; (2) each context of the study at one width. 512 x 512, batch 1, fp32, eval mode, random
+each decoder width (one for every stage, or one per stage at strides 16, 8 and 4); (2) each context of the study
+with the default decoder. 512 x 512, batch 1, fp32, eval mode, random
 weights; interleaved rounds (mfnet_zoo.benchmark), each model's time divided by smp's in the same round.
 """
 from __future__ import annotations
@@ -28,12 +29,13 @@ from mfnet_zoo.run_record import cpu_name
 from run import FAST_TARGET, ROOT, SMP, models
 
 FLOOR = "resnet50 encoder alone, OS32"
-WIDTHS = (64, 96, 128, 192)
+# one width for every stage, or per stage (strides 16, 8, 4): the stride-4 stage is the costly one on a CPU
+WIDTHS = (64, 128, 192, (64, 64, 32), (128, 64, 32), (128, 128, 32), (128, 128, 48), (128, 128, 64))
 CONTEXTS = ("none", "pool", "aspp", "static", "nmf", "nmf-unrolled", "ema")
 
 
 def default_args() -> dict:
-    """How ``fast_deeplab`` is built by default: the width rows' context, the context rows' width."""
+    """How ``fast_deeplab`` is built by default: the width rows' context, the context rows' widths."""
     return create_model("fast_deeplab", encoder="test_resnet").model_args
 
 
@@ -41,18 +43,28 @@ def width_rows(context: str) -> dict:
     """smp, the floor, and the default model (its ``context``) at each width: what the decoder's width costs."""
     rows = {SMP: models()[SMP], FLOOR: lambda: TimmEncoder("resnet50", output_stride=32)}
     for width in WIDTHS:
-        rows[f"fast_deeplab_r50 {context}, {width} wide"] = lambda w=width: create_model(
+        rows[f"fast_deeplab_r50 {context}, {_label(width)} wide"] = lambda w=width: create_model(
             "fast_deeplab_r50", decoder_channels=w)
     return rows
 
 
-def context_rows(width: int) -> dict:
-    """smp and each context at ``width``: what the context costs."""
+def context_rows(width: int | tuple[int, ...]) -> dict:
+    """smp and each context with the decoder ``width`` wide: what the context costs."""
     rows = {SMP: models()[SMP]}
     for context in CONTEXTS:
-        rows[f"fast_deeplab_r50 {context}, {width} wide"] = lambda c=context: create_model(
+        rows[f"fast_deeplab_r50 {context}, {_label(width)} wide"] = lambda c=context: create_model(
             "fast_deeplab_r50", context=c, decoder_channels=width)
     return rows
+
+
+def _parse_width(text: str) -> int | tuple[int, ...]:
+    """``"128"`` -> 128, ``"128,128,32"`` -> (128, 128, 32)."""
+    widths = tuple(int(w) for w in text.split(","))
+    return widths[0] if len(widths) == 1 else widths
+
+
+def _label(width: int | tuple[int, ...] | list[int]) -> str:
+    return str(width) if isinstance(width, int) else "/".join(map(str, width))
 
 
 def _table(results: list[dict]) -> list[str]:
@@ -70,8 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=21)
     defaults = default_args()
-    parser.add_argument("--width", type=int, default=defaults["decoder_channels"],
-                        help="the decoder width the context rows use (default: the model's)")
+    parser.add_argument("--width", type=_parse_width,
+                        default=defaults["decoder_channels"],
+                        help="the decoder widths the context rows use, e.g. 128,128,32 (default: the model's)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "fast-design.md"))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -92,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
              f"Regenerate: `{command}`. "
              f"The target (issue #33) is {FAST_TARGET:.2f}x smp's DeepLabV3+.", "",
              f"## The decoder's width (context `{defaults['context']}`)", "", *_table(widths), "",
-             f"## The context, at {args.width} wide", "", *_table(contexts)]
+             f"## The context, with the decoder {_label(args.width)} wide", "", *_table(contexts)]
     out = Path(args.out)
     with atomic_path(out.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps({"size": size, "rounds": rounds, "machine": machine, "command": command,
