@@ -79,9 +79,10 @@ class TopDownDecoder(_ClassifierMixin, nn.Module):
     At each skip: upsample to its size, add its 1x1 projection, refine with one depthwise-separable 3x3 conv
     that also brings the sum to the next stage's width; then ``head_convs`` more separable convs at the finest
     stage before the classifier. A sum keeps each stage one width wide. The finest stage is the costly one (16 x
-    the pixels of stride 16, and on a CPU its depthwise convs and bilinear upsampling are bound by memory, not
-    MACs), so it can run narrower than the others: ``channels=(128, 128, 32)`` is what lets a stride-32 encoder
-    with this decoder run well under the cost of DeepLabV3+ at stride 16 (docs/fast-design.md).
+    the pixels of stride 16; on a CPU its depthwise convs and 1x1 convs are bound by memory more than by MACs),
+    so it can run narrower than the others, a trade of accuracy for time: in ``fast_deeplab_r50`` at 512 x 512,
+    ``channels=(128, 128, 32)`` took the decoder from 29 to 13 ms on 2 CPU cores, and cost 0.13 mIoU on the
+    context study's global scenes (docs/fast-design.md, docs/fast-accuracy.md).
 
     Args:
         skip_channels: channels of the skips, deepest first (ResNet-50 at strides 8, 4: (512, 256)).
@@ -104,7 +105,7 @@ class TopDownDecoder(_ClassifierMixin, nn.Module):
             raise ValueError(f"head_convs must be an int >= 0, got {head_convs!r}")
         if not skip_channels:
             raise ValueError("TopDownDecoder needs at least one skip, got skip_channels=()")
-        widths = _stage_widths(channels, len(skip_channels))
+        widths = self.stage_widths(channels, len(skip_channels))
         in_channels = widths[0] if in_channels is None else in_channels
         self.skip_channels, self.in_channels, self.channels = tuple(skip_channels), in_channels, widths
         self.context_proj = (nn.Identity() if in_channels == widths[0]
@@ -115,6 +116,18 @@ class TopDownDecoder(_ClassifierMixin, nn.Module):
                                      for w, next_w in zip(widths, widths[1:] + widths[-1:]))
         self.head = nn.Sequential(*(separable_conv_bn_relu(widths[-1], widths[-1]) for _ in range(head_convs)))
         self.classifier = nn.Conv2d(widths[-1], num_classes, 1)
+
+    @staticmethod
+    def stage_widths(channels: int | tuple[int, ...] | list[int], num_stages: int) -> tuple[int, ...]:
+        """``channels`` as one width per stage: an int is every stage's; a sequence must hold ``num_stages`` widths
+        (config.json gives it back as a list)."""
+        if is_positive_int(channels):
+            return (channels,) * num_stages
+        if not (isinstance(channels, (tuple, list)) and len(channels) == num_stages
+                and all(is_positive_int(width) for width in channels)):
+            raise ValueError(f"channels must be a positive int or {num_stages} of them (one per skip, deepest first), "
+                             f"got {channels!r}")
+        return tuple(channels)
 
     def forward(self, *features: torch.Tensor) -> torch.Tensor:
         *skips, context = features
@@ -129,18 +142,6 @@ class TopDownDecoder(_ClassifierMixin, nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=True)
             x = refine(x + proj(skip))
         return self.classifier(self.head(x))
-
-
-def _stage_widths(channels: int | tuple[int, ...] | list[int], num_stages: int) -> tuple[int, ...]:
-    """``channels`` as one width per stage: an int is every stage's; a sequence must hold ``num_stages`` widths
-    (config.json gives it back as a list)."""
-    if is_positive_int(channels):
-        return (channels,) * num_stages
-    if not (isinstance(channels, (tuple, list)) and len(channels) == num_stages
-            and all(is_positive_int(width) for width in channels)):
-        raise ValueError(f"channels must be a positive int or {num_stages} of them (one per skip, deepest first), "
-                         f"got {channels!r}")
-    return tuple(channels)
 
 
 class ClassifierDecoder(_ClassifierMixin, nn.Module):

@@ -46,7 +46,7 @@ register_pretrained_cfgs({
 
 
 def _fast_deeplab_head(encoder: TimmEncoder, num_classes: int, *, context: str = "pool",
-                       decoder_channels: int | tuple[int, ...] = (128, 128, 32), context_channels: int | None = None,
+                       decoder_channels: int | tuple[int, ...] = 128, context_channels: int | None = None,
                        atrous_rates: tuple[int, ...] | None = None, separable_aspp: bool = False,
                        skip_strides: tuple[int, ...] = (16, 8, 4), head_convs: int = 1, width: int | None = None,
                        rank: int = 64, base_size: tuple[int, int] = (16, 16), seed: int = 0):
@@ -59,13 +59,14 @@ def _fast_deeplab_head(encoder: TimmEncoder, num_classes: int, *, context: str =
     if isinstance(decoder_channels, (tuple, list)) and len(decoder_channels) != len(skip_strides):
         raise ValueError(f"decoder_channels needs one width per skip stride {tuple(skip_strides)} (or one int), got "
                          f"{decoder_channels!r}")
+    if context_channels is None:
+        context_channels = TopDownDecoder.stage_widths(decoder_channels, len(skip_strides))[0]
     # He-initialised as smp's decoders and the paper's ASPP and decoder (kaiming_init_ says why)
-    decoder = kaiming_init_(TopDownDecoder(skip_channels, num_classes, in_channels=context_channels,
-                                           channels=decoder_channels, head_convs=head_convs))
-    block = create_context(context, encoder.out_channels, decoder.in_channels, width=width, rank=rank,
-                           output_stride=encoder.output_stride, base_size=tuple(base_size), seed=seed,
-                           atrous_rates=atrous_rates, separable=separable_aspp)
-    return kaiming_init_(block), decoder
+    block = kaiming_init_(create_context(context, encoder.out_channels, context_channels, width=width, rank=rank,
+                                         output_stride=encoder.output_stride, base_size=tuple(base_size), seed=seed,
+                                         atrous_rates=atrous_rates, separable=separable_aspp))
+    return block, kaiming_init_(TopDownDecoder(skip_channels, num_classes, in_channels=context_channels,
+                                               channels=decoder_channels, head_convs=head_convs))
 
 
 # 32 wide, not 16: at 16 the tiny model's logits are 1/40 of its features, and bf16's rounding of those features
