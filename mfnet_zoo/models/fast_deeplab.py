@@ -22,12 +22,16 @@ Why the decoder is 128 wide and fuses strides 16, 8 and 4 (docs/fast-accuracy.md
 the same small encoder, 3 seeds; smp: global 0.526 ± 0.042, local 0.660 ± 0.049): 64 wide fusing 8 and 4 trailed
 smp on both (0.466 and 0.600); adding the stride-16 level brought global within smp's std (0.504), not local
 (0.609); 128 wide with the three levels is above smp on both (0.536, 0.697) for +0.9 GMACs at 512 x 512 (22.8
-against smp's 36.6).
+against smp's 36.6). 128 wide at stride 4 too: that stage takes most of the decoder's time on a CPU, and at 32
+wide (``decoder_channels=(128, 128, 32)``) the decoder took 13 instead of 29 ms, but global fell to 0.389 and
+0.406 and own-data to 0.986 (seed 0), under smp's bars; the finest stage's width is what matches smp.
 
 Why one more separable conv at stride 4 before the classifier (``head_convs=1``), as DeepLabV3+'s decoder has two
 after its fusion: without it the model trailed smp on the own-data folder, 0.9912 ± 0.0004 against 0.9917 ±
-0.0002, just outside smp's std; with it, 0.9928 ± 0.0005 (the demo's scenes: 0.754 ± 0.020, 0.737 without). It
-costs 17,792 parameters and 0.3 GMACs at 512 x 512 (24.3 against 24.0); the decoder alone took 39.7 against
+0.0002, just outside smp's std; with it, 0.9928 ± 0.0005. Elsewhere it moves the mean within a seed's spread:
+the demo's scenes 0.754 ± 0.020 (0.737 without), global 0.571 ± 0.071 (0.536), local 0.660 ± 0.070 (0.697; smp
+0.660 ± 0.049, one seed of 0.579 pulls it down). It
+costs 17,792 parameters and 0.3 GMACs at 512 x 512 (23.1 against 22.8); the decoder alone took 39.7 against
 34.0 ms there on 2 CPU cores, +0.01x of smp's whole model.
 """
 from __future__ import annotations
