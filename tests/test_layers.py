@@ -293,7 +293,8 @@ def test_top_down_decoder_stages_can_narrow_toward_the_finest():
     assert TopDownDecoder((24, 16), 5, channels=16).channels == (16, 16)
     assert TopDownDecoder((24, 16), 5, channels=[32, 8]).channels == (32, 8)
     for bad in ((32,), (32, 8, 8), (32, 0), (32, 8.0), "32", True):
-        with pytest.raises(ValueError, match=f"channels must be a positive int or 2 of them.*got {re.escape(repr(bad))}"):
+        with pytest.raises(ValueError,
+                           match=f"channels must be a positive int or 2 of them.*got {re.escape(repr(bad))}"):
             TopDownDecoder((24, 16), 5, channels=bad)
 
 

@@ -236,7 +236,8 @@ def test_fast_variant_fuses_the_levels_it_is_given():
     with pytest.raises(ValueError, match=r"use_skips needs distinct strides among \[16, 8, 4, 2\].*\(32, 8\)"):
         create_model("fast_deeplab", encoder="test_resnet", skip_strides=(32, 8))
     # widths per stage: one per skip
-    with pytest.raises(ValueError, match=r"decoder_channels needs one width per skip stride \(8, 4\).*\(128, 128, 32\)"):
+    with pytest.raises(ValueError,
+                       match=r"decoder_channels needs one width per skip stride \(8, 4\).*\(128, 128, 32\)"):
         create_model("fast_deeplab", encoder="test_resnet", skip_strides=(8, 4), decoder_channels=(128, 128, 32))
     assert create_model("fast_deeplab", encoder="test_resnet", skip_strides=(8, 4),
                         decoder_channels=(64, 32)).decoder.channels == (64, 32)

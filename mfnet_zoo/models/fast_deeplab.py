@@ -30,9 +30,8 @@ Why one more separable conv at stride 4 before the classifier (``head_convs=1``)
 after its fusion: without it the model trailed smp on the own-data folder, 0.9912 ± 0.0004 against 0.9917 ±
 0.0002, just outside smp's std; with it, 0.9928 ± 0.0005. Elsewhere it moves the mean within a seed's spread:
 the demo's scenes 0.754 ± 0.020 (0.737 without), global 0.571 ± 0.071 (0.536), local 0.660 ± 0.070 (0.697; smp
-0.660 ± 0.049, one seed of 0.579 pulls it down). It
-costs 17,792 parameters and 0.3 GMACs at 512 x 512 (23.1 against 22.8); the decoder alone took 39.7 against
-34.0 ms there on 2 CPU cores, +0.01x of smp's whole model.
+0.660 ± 0.049, one seed of 0.579 pulls it down). It costs 17,792 parameters and 0.3 GMACs at 512 x 512 (23.1
+against 22.8); the decoder alone took 39.7 against 34.0 ms there on 2 CPU cores, +0.01x of smp's whole model.
 """
 from __future__ import annotations
 
